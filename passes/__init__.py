@@ -2,3 +2,6 @@
 
 from .fuse_clip import FuseClip
 from .fold_batchnorm import FoldBatchNorm
+from .autodiff import Autodiff
+from .gradients import register_gradient, gradient_rule, GRADIENT_RULES
+from .sgd import AppendSGD

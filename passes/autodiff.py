@@ -1,0 +1,111 @@
+"""Autodiff: append a softmax cross-entropy loss and its gradients to the model function.
+
+Requires: `main` in tinytvm's convention (inputs, then weights with values in `params`),
+returning logits of shape (1, classes); every op between a trainable weight and the loss has a
+rule in `tinytvm.passes.gradients`.
+Guarantees: a new function `train_step(input, label, *weights) -> (loss, *grads)` where grads
+follow the order of `trainable`; only gradients on a path from a trainable weight to the loss
+are computed (frozen branches get no backward op at all). `main` is left as it is.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from tinytvm.errors import UnsupportedModelError
+from tinytvm.ir import FunctionView, op_name, shape_of
+
+from .gradients import gradient_rule
+
+
+def _depends_on(bindings, sources) -> set:
+    """Variables whose value depends on any of `sources` (forward reachability)."""
+    reached = set(sources)
+    for binding in bindings:
+        if any(v in reached for v in relax.analysis.free_vars(binding.value)):
+            reached.add(binding.var)
+    return reached
+
+
+def _accumulate(bb, adjoints, var, grad):
+    grad_var = bb.emit(grad, name_hint=f"d_{var.name}")
+    if var in adjoints:
+        grad_var = bb.emit(relax.op.add(adjoints[var], grad_var), name_hint=f"d_{var.name}")
+    adjoints[var] = grad_var
+
+
+def backpropagate(bb, bindings, loss, wanted: set) -> dict:
+    """Emit the backward pass of `bindings` from the scalar `loss`; return var -> gradient var."""
+    needed = _depends_on(bindings, wanted)
+    adjoints = {loss: bb.emit(relax.op.ones((), loss.ty.dtype), name_hint="d_loss")}
+    for binding in reversed(bindings):
+        var, call = binding.var, binding.value
+        if var not in adjoints:
+            continue
+        name = op_name(call)
+        rule = gradient_rule(name) if name else None
+        if rule is None:
+            raise UnsupportedModelError(
+                f"no gradient rule for op '{name or type(call).__name__}' (binding '{var.name}'); "
+                "register one with tinytvm.passes.gradients.register_gradient")
+        grads = rule(var, call, adjoints[var], bb)
+        for arg, grad in zip(call.args, grads):
+            if isinstance(arg, relax.Var) and arg in needed and grad is not None:
+                _accumulate(bb, adjoints, arg, grad)
+    return adjoints
+
+
+def append_training_step(func: relax.Function, trainable: list[str]) -> relax.Function:
+    view = FunctionView.of(relax.utils.copy_with_new_vars(func))
+    by_name = {w.name: w for w in view.weights}
+    unknown = [n for n in trainable if n not in by_name]
+    if unknown:
+        raise UnsupportedModelError(f"trainable weights not in the model: {', '.join(unknown)}; "
+                                    f"it has: {', '.join(by_name)}")
+    logits = view.output
+    if not isinstance(logits, relax.Var) or len(shape_of(logits)) != 2 or shape_of(logits)[0] != 1:
+        raise UnsupportedModelError("the model must return one logits tensor of shape (1, classes)")
+    label = relax.Var("label", relax.TensorType((1,), "int32"))
+    attrs = {k: v for k, v in view.attrs.items() if k not in ("global_symbol",)}
+    attrs.update({"num_input": 2, "trainable": list(trainable)})
+    bb = relax.BlockBuilder()
+    with bb.function("train_step", [*view.inputs, label, *view.weights], attrs=attrs):
+        with bb.dataflow():
+            for binding in view.bindings:
+                bb.emit_normalized(binding)
+            log_probs = bb.emit(relax.op.nn.log_softmax(logits), name_hint="log_probs")
+            loss = bb.emit(relax.op.nn.nll_loss(log_probs, label), name_hint="loss")
+            forward = [*view.bindings, *_bindings_of(bb, [log_probs, loss])]
+            wanted = {by_name[n] for n in trainable}
+            adjoints = backpropagate(bb, forward, loss, wanted)
+            grads = []
+            for name in trainable:
+                w = by_name[name]
+                grad = adjoints.get(w)
+                if grad is None:  # the weight does not reach the loss
+                    grad = bb.emit(relax.op.zeros(shape_of(w), w.ty.dtype))
+                grads.append(grad)
+            out = bb.emit_output(relax.Tuple([loss, *grads]))
+        bb.emit_func_output(out)
+    return bb.get()["train_step"]
+
+
+def _bindings_of(bb, vars_):
+    return [relax.VarBinding(v, bb.lookup_binding(v)) for v in vars_]
+
+
+@tvm.transform.module_pass(opt_level=0, name="Autodiff")
+class Autodiff:
+    """Adds `train_step` next to `main` for the given trainable weight names."""
+
+    def __init__(self, trainable: list[str] | None = None):
+        self.trainable = trainable
+
+    def transform_module(self, mod, ctx):
+        main = mod["main"]
+        view = FunctionView.of(main)
+        trainable = self.trainable if self.trainable is not None else [w.name for w in view.weights]
+        mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions))
+        mod["train_step"] = append_training_step(main, list(trainable))
+        return mod

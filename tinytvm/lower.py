@@ -1,0 +1,129 @@
+"""Lowering: Relax training/inference functions → TIR PrimFuncs → plain C kernels.
+
+The kernels come out of TVM's C code generator with an unpacked calling convention (one typed
+pointer per buffer, no TVM runtime, no packed calls, no heap). Kernel-local temporaries (the
+padded input of a conv, dilated gradients) are inlined into their consumer where TVM's
+schedule allows it, because whatever stays becomes a stack array on the MCU.
+"""
+
+from __future__ import annotations
+
+import re
+
+import tvm
+from tvm import relax, s_tir, tirx
+from tvm.target import Target
+
+from .errors import UnsupportedModelError
+
+
+def legalize(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every Relax op becomes a `call_tir` to a PrimFunc in the module."""
+    seq = tvm.transform.Sequential([
+        relax.transform.LegalizeOps(),
+        relax.transform.DeadCodeElimination(["main", "train_step"]),
+    ])
+    mod = seq(mod)
+    for gv, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            for name in _unlegalized_ops(func):
+                raise UnsupportedModelError(f"op '{name}' in '{gv.name_hint}' has no TIR lowering")
+    return mod
+
+
+def _unlegalized_ops(func):
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            if expr.op.name not in ("relax.call_tir",):
+                found.append(expr.op.name)
+
+    relax.analysis.post_order_visit(func.body, visit)
+    return found
+
+
+def inline_temporaries(mod: tvm.IRModule, name: str) -> tvm.IRModule:
+    """Inline every intermediate block of one PrimFunc that TVM's schedule can inline."""
+    sch = s_tir.Schedule(mod)
+    sch.work_on(name)
+    func = mod[name]
+    outputs = {p.name for p in func.params if isinstance(p, tirx.Buffer)}
+    changed = True
+    while changed:
+        changed = False
+        for block in sch.get_child_blocks(sch.get_sblock("root")) if _has_root(sch) else []:
+            sblock = sch.get(block)
+            if any(w.source.name in outputs for w in sblock.writes):
+                continue
+            for inline in (sch.compute_inline, sch.reverse_compute_inline):
+                try:
+                    inline(block)
+                    changed = True
+                    break
+                except Exception:  # not inlineable: it stays a temporary
+                    continue
+            if changed:
+                break
+    return sch.mod
+
+
+def _has_root(sch) -> bool:
+    try:
+        sch.get_sblock("root")
+        return True
+    except Exception:
+        return False
+
+
+def _to_unpacked(func: tirx.PrimFunc, name: str) -> tirx.PrimFunc:
+    """Buffer params → typed pointers + DeclBuffer, so the C codegen emits a plain C function."""
+    params, decls = [], []
+    for p in func.params:
+        if isinstance(p, tirx.Buffer):
+            handle = tirx.Var(p.name, tvm.ir.PointerType(tvm.ir.PrimType(p.dtype)))
+            params.append(handle)
+            decls.append(tirx.DeclBuffer(p, data=handle))
+        else:
+            params.append(p)
+    body = tirx.SeqStmt(decls + [func.body])
+    out = tirx.PrimFunc(params, body, ret_type=func.ret_type, attrs=func.attrs)
+    return (out.with_attr("tirx.noalias", True).with_attr("global_symbol", name)
+            .with_attr("calling_conv", 0))
+
+
+_LOWER_TO_C = [
+    s_tir.transform.LowerInitBlock(), s_tir.transform.ConvertBlocksToOpaque(),
+    s_tir.transform.LowerOpaqueBlock(), tirx.transform.StmtSimplify(),
+    tirx.transform.FlattenBuffer(), tirx.transform.NarrowDataType(32),
+    tirx.transform.StmtSimplify(), tirx.transform.LowerIntrin(),
+]
+
+
+def kernel_symbol(prim_name: str) -> str:
+    return f"tt_k_{prim_name}"
+
+
+def kernels_to_c(mod: tvm.IRModule) -> str:
+    """C source of every PrimFunc in `mod`, as `TVM_DLL void tt_k_<name>(T *a, ...)`."""
+    prims = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+    work = tvm.IRModule(prims)
+    for name in sorted(prims):
+        work = inline_temporaries(work, name)
+    unpacked = tvm.IRModule({kernel_symbol(n): _to_unpacked(work[n], kernel_symbol(n))
+                             for n in sorted(prims)})
+    target = Target("c")
+    seq = tvm.transform.Sequential([tirx.transform.BindTarget(target), *_LOWER_TO_C])
+    source = tvm.get_global_func("target.build.c")(seq(unpacked), target).inspect_source()
+    return _strip_tvm_runtime(source)
+
+
+def _strip_tvm_runtime(source: str) -> str:
+    kept = []
+    for line in source.splitlines():
+        if line.startswith("#include") or "__tvm_ffi__library_ctx" in line:
+            continue
+        kept.append(line)
+    text = "\n".join(kept)
+    text = re.sub(r"#ifdef __cplusplus\s*extern \"C\"\s*#endif", "", text)
+    return text.strip() + "\n"
