@@ -123,6 +123,9 @@ def _strip_tvm_runtime(source: str) -> str:
     for line in source.splitlines():
         if line.startswith("#include") or "__tvm_ffi__library_ctx" in line:
             continue
+        # TVM re-declares the libm functions it calls; <math.h> already does.
+        if re.match(r"TVM_DLL \w+ (?!tt_k_)\w+\(.*\);$", line):
+            continue
         kept.append(line)
     text = "\n".join(kept)
     text = re.sub(r"#ifdef __cplusplus\s*extern \"C\"\s*#endif", "", text)

@@ -1,0 +1,189 @@
+"""AOT program: a legalized Relax function as a flat list of kernel calls over named tensors.
+
+This is the form the memory planner and the C emitter share. Each tensor has one storage
+class: an arena slot (planned), a weight array (frozen → flash, trainable → SRAM), a graph
+constant, or a caller pointer (input, label, logits). Updated weights are written in place when
+it is safe, so the step needs no second copy of the trainable state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .errors import UnsupportedModelError
+from .ir import c_identifier, const_array, shape_of
+from .memory import Buffer, Problem
+
+DTYPE_BYTES = {"float32": 4, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1}
+C_TYPES = {"float32": "float", "int32": "int32_t", "int64": "int64_t", "bool": "bool",
+           "int8": "int8_t", "uint8": "uint8_t"}
+ELEMENTWISE_KERNELS = ("add", "subtract", "multiply")
+
+
+@dataclass(eq=False)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    storage: str  # "arena" | "weight" | "const" | "input" | "label" | "logits"
+    value: np.ndarray | None = None  # weights and constants
+    alias_of: "Tensor | None" = None  # an update written in place into a weight
+    trainable: bool = False  # weights only: SRAM and updated, else const in flash
+    relax_name: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        if self.dtype not in DTYPE_BYTES:
+            raise UnsupportedModelError(f"tensor '{self.name}' has unsupported dtype {self.dtype}")
+        return int(np.prod(self.shape, dtype=np.int64)) * DTYPE_BYTES[self.dtype]
+
+    @property
+    def home(self) -> "Tensor":
+        return self.alias_of.home if self.alias_of is not None else self
+
+
+@dataclass(eq=False)
+class KernelCall:
+    kernel: str  # PrimFunc name in the lowered module
+    inputs: list[Tensor]
+    output: Tensor
+
+
+@dataclass
+class Program:
+    name: str
+    calls: list[KernelCall]
+    outputs: list[Tensor]
+    updates: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # (new value, weight)
+
+    def arena_tensors(self) -> list[Tensor]:
+        seen, out = set(), []
+        for call in self.calls:
+            for t in [*call.inputs, call.output]:
+                if t.home.storage == "arena" and id(t.home) not in seen:
+                    seen.add(id(t.home))
+                    out.append(t.home)
+        return out
+
+    def memory_problem(self, alignment: int = 16) -> Problem:
+        """Lifetimes over call indices: [producing call, last reading call + 1)."""
+        start, end = {}, {}
+        for i, call in enumerate(self.calls):
+            for t in call.inputs:
+                end[id(t.home)] = i + 1
+            out = call.output.home
+            start.setdefault(id(out), i)
+            end[id(out)] = max(end.get(id(out), i + 1), i + 1)
+        for t in self.outputs:  # results are read after the last call
+            end[id(t.home)] = len(self.calls) + 1
+        for t, _ in self.updates:
+            end[id(t.home)] = len(self.calls) + 1
+        buffers = [Buffer(t.name, t.nbytes, start[id(t)], end[id(t)], alignment)
+                   for t in self.arena_tensors()]
+        return Problem(tuple(buffers))
+
+
+class _Builder:
+    """Walks one legalized Relax function and builds its Program."""
+
+    def __init__(self, func: relax.Function, weights: dict[str, Tensor], constants: list[Tensor],
+                 kind: str):
+        self.func, self.weights, self.constants, self.kind = func, weights, constants, kind
+        self.tensors: dict[relax.Var, Tensor] = {}
+        self.names: set[str] = set()
+
+    def unique(self, name: str) -> str:
+        base, n = c_identifier(name), 0
+        candidate = base
+        while candidate in self.names:
+            n += 1
+            candidate = f"{base}_{n}"
+        self.names.add(candidate)
+        return candidate
+
+    def bind_params(self):
+        attrs = self.func.attrs
+        num_input = int(attrs["num_input"])
+        inputs = list(self.func.params[:num_input])
+        self.tensors[inputs[0]] = Tensor("input", shape_of(inputs[0]), str(inputs[0].ty.dtype), "input")
+        if self.kind == "train":
+            self.tensors[inputs[1]] = Tensor("label_buf", (1,), "int32", "label")
+        for var in self.func.params[num_input:]:
+            self.tensors[var] = self.weights[var.name]
+
+    def tensor_of(self, expr) -> Tensor:
+        if isinstance(expr, relax.Var):
+            return self.tensors[expr]
+        array = const_array(expr)
+        if array is not None:
+            t = Tensor(f"tt_c{len(self.constants)}", tuple(array.shape), str(array.dtype), "const",
+                       value=array)
+            self.constants.append(t)
+            return t
+        raise UnsupportedModelError(f"unsupported argument {type(expr).__name__} in {self.func}")
+
+    def build(self) -> Program:
+        self.bind_params()
+        calls = []
+        block = self.func.body.blocks[0]
+        for binding in block.bindings:
+            var, value = binding.var, binding.value
+            if isinstance(value, relax.Var):
+                self.tensors[var] = self.tensors[value]
+            elif isinstance(value, relax.Tuple):
+                self.tensors[var] = [self.tensor_of(f) for f in value.fields]
+            elif isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.call_tir":
+                args = [self.tensor_of(a) for a in value.args[1].fields]
+                out = Tensor(self.unique(var.name), shape_of(var), str(var.ty.dtype), "arena")
+                self.tensors[var] = out
+                calls.append(KernelCall(value.args[0].name_hint, args, out))
+            else:
+                raise UnsupportedModelError(f"cannot emit binding '{var.name}' = {value}")
+        result = self.tensors[self.func.body.body]
+        outputs = result if isinstance(result, list) else [result]
+        program = Program(self.func.attrs.get("global_symbol", self.kind), calls, outputs[:1])
+        if self.kind == "train":
+            names = [str(n) for n in self.func.attrs["updates"]]
+            program.updates = [(new, self.weights[n]) for new, n in zip(outputs[1:], names)]
+            _write_updates_in_place(program)
+        else:
+            outputs[0].storage = "logits"
+        return program
+
+
+def _write_updates_in_place(program: Program) -> None:
+    """Alias an updated weight onto its weight array when no later call reads the old value."""
+    last_read: dict[int, int] = {}
+    producer: dict[int, int] = {}
+    for i, call in enumerate(program.calls):
+        for t in call.inputs:
+            last_read[id(t.home)] = i
+        producer[id(call.output)] = i
+    for new, weight in program.updates:
+        at = producer.get(id(new))
+        if at is None or new.storage != "arena" or new.alias_of is not None:
+            continue
+        read = last_read.get(id(weight), -1)
+        call = program.calls[at]
+        same_index = (call.kernel.startswith(ELEMENTWISE_KERNELS) and new.shape == weight.shape)
+        if read < at or (read == at and same_index):
+            new.alias_of = weight
+
+
+def build_program(func, weights, constants, kind) -> Program:
+    return _Builder(func, weights, constants, kind).build()
+
+
+def weight_tensors(func: relax.Function, trainable: set[str]) -> dict[str, Tensor]:
+    num_input = int(func.attrs["num_input"])
+    values = [v.numpy() for v in func.attrs["params"]]
+    out = {}
+    for var, value in zip(func.params[num_input:], values):
+        out[var.name] = Tensor(f"tt_w_{c_identifier(var.name)}", shape_of(var), str(var.ty.dtype),
+                               "weight", value=value, trainable=var.name in trainable,
+                               relax_name=var.name)
+    return out

@@ -1,0 +1,158 @@
+"""`tinytvm.build`: model in, C training step + memory report out."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import tvm
+from tvm import relax
+
+from . import aot, emit_c, lower
+from .errors import BudgetError, UnsupportedModelError
+from .frontend import from_onnx
+from .ir import FunctionView
+from .memory import PLANNERS, validate
+from .pipeline import default_passes, run_passes
+from .report import FunctionMemory, MemoryReport
+from .toolchain import BOARDS
+
+TARGETS = {"host": "host", "mps2-an500": "mps2-an500", "stm32f746": "stm32f746",
+           "stm32f746-disco": "stm32f746"}
+
+
+@dataclass
+class TrainConfig:
+    """What the training step does: loss, optimizer, and which weights it updates."""
+
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    trainable: list[str] | None = None  # weight names; None = all
+
+    def __post_init__(self):
+        if self.loss != "cross_entropy":
+            raise ValueError(f"unknown loss '{self.loss}' (supported: cross_entropy)")
+        if self.optimizer != "sgd":
+            raise ValueError(f"unknown optimizer '{self.optimizer}' (supported: sgd)")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be positive, got {self.lr}")
+
+
+def parse_bytes(text: str | int | None) -> int | None:
+    """'256KB' → 262144; ints pass through."""
+    if text is None or isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KkMm]?)i?[Bb]?\s*", str(text))
+    if not m:
+        raise ValueError(f"cannot read a byte size from '{text}' (e.g. 256KB, 1MB, 65536)")
+    scale = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+@dataclass
+class Artifact:
+    """The result of a build: C sources, the lowered IR, and the memory report."""
+
+    name: str
+    target: str
+    sources: dict[str, str]
+    memory: MemoryReport
+    ir: tvm.IRModule
+    train: TrainConfig | None
+    weights: dict[str, aot.Tensor]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    programs: dict[str, aot.Program] = field(default_factory=dict)
+
+    def save(self, out_dir: str | Path) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for fname, text in self.sources.items():
+            (out / fname).write_text(text)
+        return out
+
+    def host_session(self):
+        from .session import HostSession
+
+        return HostSession(self)
+
+
+def _as_module(model) -> tvm.IRModule:
+    if isinstance(model, tvm.IRModule):
+        return model
+    if isinstance(model, (str, Path, onnx.ModelProto)):
+        return from_onnx(model)
+    raise UnsupportedModelError(f"cannot build a {type(model).__name__}: pass an ONNX path, "
+                                "an onnx.ModelProto or a Relax IRModule")
+
+
+def build(model, target: str = "host", train: TrainConfig | None = None, *,
+          sram_budget=None, flash_budget=None, stack_bytes: int = 16 * 1024,
+          planner: str = "greedy", name: str = "model", passes=None) -> Artifact:
+    """Compile `model` to a C training step (`tt_train_step`) and inference (`tt_infer`)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
+    board = BOARDS[TARGETS[target]]
+    train = train if train is not None else TrainConfig()
+    mod = _as_module(model)
+    mod = run_passes(mod, passes if passes is not None else default_passes(train))
+    lowered = lower.legalize(mod)
+    kernels_c = lower.kernels_to_c(lowered)
+
+    train_func = lowered["train_step"]
+    trainable = {str(n) for n in train_func.attrs["updates"]}
+    weights = aot.weight_tensors(train_func, trainable)
+    constants: list[aot.Tensor] = []
+    programs = {
+        "train_step": aot.build_program(train_func, weights, constants, "train"),
+        "infer": aot.build_program(lowered["main"], weights, constants, "infer"),
+    }
+    functions = []
+    offsets: dict[str, dict[str, int]] = {}
+    for fname, program in programs.items():
+        problem = program.memory_problem()
+        solution = PLANNERS[planner](problem)
+        validate(problem, solution)
+        functions.append(FunctionMemory(fname, problem, solution))
+        offsets[fname] = solution.offsets
+
+    report = MemoryReport(
+        target=target, functions=functions,
+        trainable_bytes=sum(t.nbytes for t in weights.values() if t.trainable),
+        frozen_bytes=sum(t.nbytes for t in weights.values() if not t.trainable),
+        constant_bytes=sum(t.nbytes for t in constants),
+        stack_bytes=stack_bytes if board.kind != "host" else 0,
+        sram_budget=parse_bytes(sram_budget) or board.sram_bytes,
+        flash_budget=parse_bytes(flash_budget) or board.flash_bytes)
+    problems = report.over_budget()
+    if problems:
+        raise BudgetError(f"model '{name}' does not fit {target}: " + "; ".join(problems)
+                          + f"\n{report}", report)
+
+    main_view = FunctionView.of(mod["main"])
+    input_shape = tuple(int(s) for s in main_view.inputs[0].ty.shape)
+    num_classes = int(main_view.output.ty.shape[-1])
+    header = f"{name}.h"
+    h, c = emit_c.render(name, header, {
+        "input_elems": int(_prod(input_shape)), "num_classes": num_classes,
+        "arena_bytes": max(report.arena_bytes, 16),
+        "trainable_bytes": report.trainable_bytes, "frozen_bytes": report.frozen_bytes,
+        "kernels": kernels_c,
+        "weights": emit_c.weight_definitions(weights.values()),
+        "constants": emit_c.constant_definitions(constants),
+        "train_body": emit_c.function_body(programs["train_step"], offsets["train_step"], True),
+        "infer_body": emit_c.function_body(programs["infer"], offsets["infer"], False),
+    })
+    return Artifact(name, target, {header: h, f"{name}.c": c}, report, mod, train, weights,
+                    input_shape, num_classes, programs)
+
+
+def _prod(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n

@@ -1,0 +1,92 @@
+"""Memory report of a build: arena plan, lower bound, weights in SRAM and flash, budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .memory import Problem, Solution
+
+
+def kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB"
+
+
+@dataclass
+class FunctionMemory:
+    name: str
+    problem: Problem
+    solution: Solution
+
+    @property
+    def peak(self) -> int:
+        return self.solution.peak
+
+    @property
+    def lower_bound(self) -> int:
+        return self.problem.lower_bound()
+
+    @property
+    def naive(self) -> int:
+        return self.problem.naive_bytes()
+
+
+@dataclass
+class MemoryReport:
+    target: str
+    functions: list[FunctionMemory]
+    trainable_bytes: int  # weights and optimizer state in SRAM
+    frozen_bytes: int     # const weights in flash
+    constant_bytes: int   # graph constants in flash
+    stack_bytes: int      # stack reserved on the device
+    sram_budget: int | None = None
+    flash_budget: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def arena_bytes(self) -> int:
+        return max((f.peak for f in self.functions), default=0)
+
+    @property
+    def sram_bytes(self) -> int:
+        return self.arena_bytes + self.trainable_bytes + self.stack_bytes
+
+    @property
+    def flash_data_bytes(self) -> int:
+        # .data initial values are stored in flash too
+        return self.frozen_bytes + self.constant_bytes + self.trainable_bytes
+
+    def over_budget(self) -> list[str]:
+        problems = []
+        if self.sram_budget is not None and self.sram_bytes > self.sram_budget:
+            problems.append(f"SRAM: needs {self.sram_bytes} B ({kb(self.sram_bytes)}) > budget "
+                            f"{self.sram_budget} B ({kb(self.sram_budget)}), over by "
+                            f"{self.sram_bytes - self.sram_budget} B")
+        if self.flash_budget is not None and self.flash_data_bytes > self.flash_budget:
+            problems.append(f"flash: weights and constants need {self.flash_data_bytes} B > budget "
+                            f"{self.flash_budget} B, over by "
+                            f"{self.flash_data_bytes - self.flash_budget} B")
+        return problems
+
+    def __str__(self) -> str:
+        lines = [f"memory report ({self.target})"]
+        for f in self.functions:
+            ratio = f.peak / f.lower_bound if f.lower_bound else 1.0
+            lines.append(f"  {f.name:<12} arena peak {f.peak:>9} B   lower bound {f.lower_bound:>9} B"
+                         f"   ({ratio:.3f}x)   no reuse {f.naive:>9} B   tensors {len(f.problem.buffers)}")
+        lines.append(f"  arena (shared)          {self.arena_bytes:>9} B")
+        lines.append(f"  trainable state (SRAM)  {self.trainable_bytes:>9} B")
+        lines.append(f"  stack reserve           {self.stack_bytes:>9} B")
+        budget = f" / budget {self.sram_budget} B" if self.sram_budget else ""
+        lines.append(f"  SRAM total              {self.sram_bytes:>9} B{budget}")
+        lines.append(f"  frozen weights (flash)  {self.frozen_bytes:>9} B")
+        lines.append(f"  graph constants (flash) {self.constant_bytes:>9} B")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def tensor_table(self) -> list[tuple[str, str, int, int, int, int]]:
+        """(function, tensor, offset, size, start, end) for every planned tensor."""
+        rows = []
+        for f in self.functions:
+            for b in f.problem.buffers:
+                rows.append((f.name, b.name, f.solution.offsets[b.name], b.size, b.start, b.end))
+        return rows

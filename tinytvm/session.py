@@ -1,0 +1,57 @@
+"""Host session: the generated C compiled with gcc and called through ctypes.
+
+It runs exactly the C that goes to the device, so it is the fast, bit-exact stand-in for the
+board in tests and in the sparse-update search.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .toolchain import compile_host_library
+
+_CTYPES = {"float32": ctypes.c_float, "int32": ctypes.c_int32}
+
+
+class HostSession:
+    def __init__(self, artifact):
+        self.artifact = artifact
+        self._dir = tempfile.TemporaryDirectory(prefix="tinytvm-host-")
+        src = artifact.save(self._dir.name)
+        lib = compile_host_library([src / f"{artifact.name}.c"], [src],
+                                   Path(self._dir.name) / f"lib{artifact.name}.so")
+        self.lib = ctypes.CDLL(str(lib))
+        self.lib.tt_train_step.restype = ctypes.c_float
+        self.lib.tt_train_step.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+        self.lib.tt_infer.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+
+    def _input(self, x) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        expected = int(np.prod(self.artifact.input_shape))
+        if x.size != expected:
+            raise ValueError(f"input has {x.size} values, the model takes "
+                             f"{self.artifact.input_shape} = {expected}")
+        return x
+
+    def train_step(self, x, label: int) -> float:
+        x = self._input(x)
+        return float(self.lib.tt_train_step(x.ctypes.data, int(label)))
+
+    def infer(self, x) -> np.ndarray:
+        x = self._input(x)
+        out = np.zeros(self.artifact.num_classes, np.float32)
+        self.lib.tt_infer(x.ctypes.data, out.ctypes.data)
+        return out
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Current value of every weight (trainable ones as updated by the steps so far)."""
+        out = {}
+        for name, t in self.artifact.weights.items():
+            n = int(np.prod(t.shape))
+            array = (_CTYPES[t.dtype] * n).in_dll(self.lib, t.name)
+            out[name] = np.ctypeslib.as_array(array).reshape(t.shape).copy()
+        return out
