@@ -47,6 +47,10 @@ class HostSession:
         self.lib.tt_infer(x.ctypes.data, out.ctypes.data)
         return out
 
+    def trained_module(self):
+        """The inference model with the weights as trained so far (a Relax IRModule to build)."""
+        return module_with_weights(self.artifact.ir, self.params())
+
     def params(self) -> dict[str, np.ndarray]:
         """Current value of every weight (trainable ones as updated by the steps so far)."""
         out = {}
@@ -55,3 +59,16 @@ class HostSession:
             array = (_CTYPES[t.dtype] * n).in_dll(self.lib, t.name)
             out[name] = np.ctypeslib.as_array(array).reshape(t.shape).copy()
         return out
+
+
+def module_with_weights(mod, weights: dict[str, np.ndarray]):
+    """`mod`'s inference function `main` alone, with its weights replaced by `weights`."""
+    import tvm
+
+    from .ir import FunctionView
+
+    view = FunctionView.of(mod["main"])
+    for w in view.weights:
+        if w.name in weights:
+            view.values[w.name] = np.asarray(weights[w.name], np.float32)
+    return tvm.IRModule({"main": view.to_function()})

@@ -37,6 +37,9 @@ _CORTEX_M_RUNTIME = (
 _INSNCOUNT_SOURCE = RUNTIME_C / "tools" / "insncount.c"
 
 _WARNINGS = ("-Wall", "-Wextra", "-Werror")
+# No fused multiply-add: the host and the Cortex-M7 must round every float op the same way,
+# so one build's results are bit-identical on both.
+_FLOAT_FLAGS = ("-ffp-contract=off",)
 _ERROR_LINES = 40
 
 # Debian packages that provide each tool. The cross compiler is useless without newlib (no libc,
@@ -160,6 +163,7 @@ def _host_compile(sources, include_dirs, out, mode_flags, extra_cflags, what) ->
         "-O2",
         "-std=c11",
         *_WARNINGS,
+        *_FLOAT_FLAGS,
         *mode_flags,
         *extra_cflags,
         *_includes(include_dirs),
@@ -241,6 +245,7 @@ def compile_cortex_m(
         "-g",
         "-std=c11",
         *_WARNINGS,
+        *_FLOAT_FLAGS,
         "-ffunction-sections",
         "-fdata-sections",
         *extra_cflags,

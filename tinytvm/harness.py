@@ -1,0 +1,129 @@
+"""Run a built model's training loop as a whole program: on the host, or on a Cortex-M7 in QEMU.
+
+Both use `runtime_c/harness/train_main.c` with the dataset baked in as uint8 codes, so the two
+runs execute the same C on the same numbers and print comparable text.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+import numpy as np
+
+from .errors import ToolchainError
+from .toolchain import RUNTIME_C, compile_cortex_m, compile_host_executable, elf_sizes, run_qemu
+
+
+@dataclass
+class Dataset:
+    """Samples quantized to uint8 codes with one affine map (x ≈ scale·code + offset)."""
+
+    codes: np.ndarray  # (n, elems) uint8
+    labels: np.ndarray  # (n,) int32
+    scale: float
+    offset: float
+
+    @classmethod
+    def quantize(cls, x, y, lo=None, hi=None) -> "Dataset":
+        x = np.asarray(x, np.float32)
+        x = x.reshape(len(x), int(np.prod(x.shape[1:])))
+        lo = float(x.min()) if lo is None else lo
+        hi = float(x.max()) if hi is None else hi
+        scale = np.float32((hi - lo) / 255.0 or 1.0)
+        codes = np.clip(np.round((x - lo) / scale), 0, 255).astype(np.uint8)
+        return cls(codes, np.asarray(y, np.int32), float(scale), float(np.float32(lo)))
+
+    def floats(self) -> np.ndarray:
+        """The exact float32 inputs the C harness computes from the codes."""
+        return (np.float32(self.scale) * self.codes.astype(np.float32)
+                + np.float32(self.offset)).astype(np.float32)
+
+
+@dataclass
+class TrainingRun:
+    where: str
+    losses: np.ndarray
+    correct_before: int
+    correct_after: int
+    eval_n: int
+    stack_peak: int
+    instructions: int | None
+    sizes: dict | None
+    stdout: str
+
+    @property
+    def accuracy_before(self) -> float:
+        return self.correct_before / max(self.eval_n, 1)
+
+    @property
+    def accuracy_after(self) -> float:
+        return self.correct_after / max(self.eval_n, 1)
+
+
+def _rows(codes: np.ndarray) -> str:
+    if len(codes) == 0:
+        return "  {0}"
+    return ",\n".join("  {" + ",".join(str(int(v)) for v in row) + "}" for row in codes)
+
+
+def dataset_header(train: Dataset, evaluation: Dataset, steps: int) -> str:
+    if (train.scale, train.offset) != (evaluation.scale, evaluation.offset):
+        raise ValueError("train and eval sets must share one quantization (use Dataset.quantize "
+                         "with the same lo/hi)")
+    return Template((RUNTIME_C / "templates" / "dataset.h.tmpl").read_text()).substitute(
+        train_n=len(train.labels), eval_n=len(evaluation.labels), steps=steps,
+        scale=float(np.float32(train.scale)).hex() + "f",
+        offset=float(np.float32(train.offset)).hex() + "f",
+        train_rows=max(len(train.labels), 1), eval_rows=max(len(evaluation.labels), 1),
+        train_x=_rows(train.codes), train_y=",".join(map(str, train.labels)) or "0",
+        eval_x=_rows(evaluation.codes), eval_y=",".join(map(str, evaluation.labels)) or "0")
+
+
+def parse_output(where: str, text: str, instructions=None, sizes=None) -> TrainingRun:
+    losses = [np.uint32(int(h, 16)).view(np.float32)
+              for h in re.findall(r"^step \d+ loss (0x[0-9a-f]{8})", text, re.M)]
+    evals = dict(re.findall(r"^eval (\w+) correct (\d+) of \d+", text, re.M))
+    n_eval = re.search(r"^eval \w+ correct \d+ of (\d+)", text, re.M)
+    stack = re.search(r"^stack_peak (\d+)", text, re.M)
+    if n_eval is None or stack is None:
+        raise ToolchainError(f"the {where} run printed no result; its output was:\n{text[-2000:]}")
+    return TrainingRun(where, np.array(losses, np.float32), int(evals.get("before", 0)),
+                       int(evals.get("after", 0)), int(n_eval.group(1)), int(stack.group(1)),
+                       instructions, sizes, text)
+
+
+def run_training(artifact, train: Dataset, evaluation: Dataset, steps: int, *,
+                 where: str = "qemu", workdir: str | Path | None = None,
+                 timeout: float = 600) -> TrainingRun:
+    """Build the harness with `artifact`'s C and run it `where` ('host' or 'qemu')."""
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="tinytvm-run-")
+        workdir = tmp.name
+    work = artifact.save(workdir)
+    (work / "dataset.h").write_text(dataset_header(train, evaluation, steps))
+    sources = [work / f"{artifact.name}.c", RUNTIME_C / "harness" / "train_main.c"]
+    flags = [f'-DTT_MODEL_HEADER="{artifact.name}.h"']
+    try:
+        if where == "host":
+            exe = compile_host_executable(sources, [work], work / "train_host", extra_cflags=flags)
+            proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=timeout)
+            if proc.returncode != 0:
+                raise ToolchainError(f"host run exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+            return parse_output("host", proc.stdout)
+        board = "mps2-an500" if where == "qemu" else where
+        elf = compile_cortex_m(sources, [work], work / "train.elf", board,
+                               stack_bytes=artifact.memory.stack_bytes or 16384, extra_cflags=flags)
+        result = run_qemu(elf, timeout=timeout, icount=True)
+        if result.returncode != 0:
+            raise ToolchainError(f"QEMU run exited {result.returncode}:\n{result.stdout[-1500:]}"
+                                 f"\n{result.stderr[-1500:]}")
+        return parse_output("qemu", result.stdout, result.instructions, elf_sizes(elf))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
