@@ -27,3 +27,16 @@ class PlanError(TinyTVMError):
 
 class ToolchainError(TinyTVMError):
     """A required external tool (cross compiler, QEMU, probe) is missing or failed."""
+
+
+def _register_with_tvm_ffi() -> None:
+    """Let these errors cross TVM's FFI (raised inside a pass) and come back as themselves."""
+    try:
+        import tvm_ffi
+    except ImportError:  # errors stay importable without TVM
+        return
+    for cls in (TinyTVMError, UnsupportedModelError, BudgetError, PlanError, ToolchainError):
+        tvm_ffi.register_error(cls.__name__, cls)
+
+
+_register_with_tvm_ffi()
