@@ -60,11 +60,10 @@ def test_stm32f746_links_with_real_memory_map(tmp_path):
                            extra_cflags=['-DTT_MODEL_HEADER="model.h"'])
     with open(elf, "rb") as f:
         elffile = ELFFile(f)
-        vectors = elffile.get_section_by_name(".isr_vector") or elffile.get_section_by_name(".vectors")
+        vectors = elffile.get_section_by_name(".isr_vector")
         text = elffile.get_section_by_name(".text")
+        assert vectors["sh_addr"] == 0x08000000
         assert 0x08000000 <= text["sh_addr"] < 0x08000000 + 1024 * 1024
-        if vectors is not None:
-            assert vectors["sh_addr"] == 0x08000000
         bss = elffile.get_section_by_name(".bss")
         assert 0x20000000 <= bss["sh_addr"] < 0x20000000 + 320 * 1024
     sizes = elf_sizes(elf)
