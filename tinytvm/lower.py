@@ -47,33 +47,23 @@ def inline_temporaries(mod: tvm.IRModule, name: str) -> tvm.IRModule:
     """Inline every intermediate block of one PrimFunc that TVM's schedule can inline."""
     sch = s_tir.Schedule(mod)
     sch.work_on(name)
-    func = mod[name]
-    outputs = {p.name for p in func.params if isinstance(p, tirx.Buffer)}
-    changed = True
-    while changed:
-        changed = False
-        for block in sch.get_child_blocks(sch.get_sblock("root")) if _has_root(sch) else []:
-            sblock = sch.get(block)
-            if any(w.source.name in outputs for w in sblock.writes):
-                continue
-            for inline in (sch.compute_inline, sch.reverse_compute_inline):
-                try:
-                    inline(block)
-                    changed = True
-                    break
-                except Exception:  # not inlineable: it stays a temporary
-                    continue
-            if changed:
-                break
+    outputs = {p.name for p in mod[name].params if isinstance(p, tirx.Buffer)}
+    while _inline_one(sch, outputs):
+        pass
     return sch.mod
 
 
-def _has_root(sch) -> bool:
-    try:
-        sch.get_sblock("root")
-        return True
-    except Exception:
-        return False
+def _inline_one(sch, outputs) -> bool:
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if any(w.source.name in outputs for w in sch.get(block).writes):
+            continue
+        for inline in (sch.compute_inline, sch.reverse_compute_inline):
+            try:
+                inline(block)
+                return True
+            except s_tir.schedule.ScheduleError:  # not inlineable: it stays a (small) stack temporary
+                continue
+    return False
 
 
 def _to_unpacked(func: tirx.PrimFunc, name: str) -> tirx.PrimFunc:
