@@ -5,3 +5,4 @@ from .fold_batchnorm import FoldBatchNorm
 from .autodiff import Autodiff
 from .gradients import register_gradient, gradient_rule, GRADIENT_RULES
 from .sgd import AppendSGD
+from .normalize_head import NormalizeHead

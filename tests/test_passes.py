@@ -112,3 +112,15 @@ def test_arena_plan_is_valid_and_near_lower_bound():
         assert f.lower_bound <= f.peak <= 1.25 * f.lower_bound
         assert f.peak < f.naive
     assert f"#define TT_ARENA_BYTES {art.memory.arena_bytes}" in art.sources["model.h"]
+
+
+def test_normalize_head_turns_pool_flatten_into_one_mean():
+    from tinytvm.passes import NormalizeHead
+
+    x = np.random.default_rng(1).normal(size=(1, 1, 8, 8)).astype(np.float32)
+    before = _canonical()
+    after = NormalizeHead()(before)
+    assert _ops(after["main"]).count("relax.reshape") == _ops(before["main"]).count("relax.reshape") - 1
+    assert "relax.mean" in _ops(after["main"])
+    np.testing.assert_allclose(_run_llvm(after, x), _run_llvm(before, x), rtol=1e-6)
+    tvm.ir.assert_structural_equal(NormalizeHead()(after)["main"], after["main"])  # idempotent

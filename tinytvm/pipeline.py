@@ -15,6 +15,7 @@ def canonicalize() -> list[tvm.transform.Pass]:
     return [
         passes.FuseClip(),       # ReLU6 as one op: its gradient needs only the output
         passes.FoldBatchNorm(),  # inference BN costs nothing once folded into the conv
+        passes.NormalizeHead(),  # pool + flatten as one mean: one kernel and one tensor fewer
     ]
 
 
