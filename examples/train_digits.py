@@ -84,6 +84,7 @@ def main():
                         train=tinytvm.TrainConfig(lr=0.03, momentum=0.0))
     console.print(str(art.memory))
     art.save(args.out / "c")
+    art.memory.plot(args.out / "memory.png")
 
     console.rule(f"fine-tune on device: {args.steps} steps on all ten digits")
     train = Dataset.quantize(tx, ty, 0.0, 1.0)
@@ -107,7 +108,8 @@ def main():
         console.print(f"QEMU executed {run.instructions:,} instructions in all "
                       f"(~{per_step:,.0f} per training step incl. evaluation)")
     console.print(f"stack peak {run.stack_peak} B; ELF sizes {run.sizes}")
-    console.print(f"loss curve: {args.out / 'loss.png'}; generated C: {args.out / 'c'}")
+    console.print(f"plots: {args.out / 'loss.png'}, {args.out / 'memory.png'}; "
+                  f"generated C: {args.out / 'c'}")
 
 
 if __name__ == "__main__":

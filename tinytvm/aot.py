@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import networkx as nx
 import numpy as np
 import tvm
 from tvm import relax
@@ -69,21 +70,32 @@ class Program:
                     out.append(t.home)
         return out
 
-    def memory_problem(self, alignment: int = 16) -> Problem:
-        """Lifetimes over call indices: [producing call, last reading call + 1)."""
-        start, end = {}, {}
+    def dataflow_graph(self) -> nx.DiGraph:
+        """Bipartite graph: call index → tensor it writes, tensor → call index that reads it.
+
+        Tensor nodes are the storage homes (an in-place update and its weight are one node);
+        the node `"end"` (index len(calls)) reads the function's results.
+        """
+        g = nx.DiGraph()
         for i, call in enumerate(self.calls):
+            g.add_node(i, call=call)
             for t in call.inputs:
-                end[id(t.home)] = i + 1
-            out = call.output.home
-            start.setdefault(id(out), i)
-            end[id(out)] = max(end.get(id(out), i + 1), i + 1)
-        for t in self.outputs:  # results are read after the last call
-            end[id(t.home)] = len(self.calls) + 1
-        for t, _ in self.updates:
-            end[id(t.home)] = len(self.calls) + 1
-        buffers = [Buffer(t.name, t.nbytes, start[id(t)], end[id(t)], alignment)
-                   for t in self.arena_tensors()]
+                g.add_edge(t.home.name, i)
+            g.add_edge(i, call.output.home.name)
+        g.add_node(len(self.calls), call=None)
+        for t in [*self.outputs, *(new for new, _ in self.updates)]:
+            g.add_edge(t.home.name, len(self.calls))
+        return g
+
+    def memory_problem(self, alignment: int = 16) -> Problem:
+        """Lifetimes over call indices: [first writing call, last reading call + 1)."""
+        g = self.dataflow_graph()
+        buffers = []
+        for t in self.arena_tensors():
+            writers, readers = list(g.predecessors(t.name)), list(g.successors(t.name))
+            start = min(writers)
+            end = max(readers, default=max(writers)) + 1
+            buffers.append(Buffer(t.name, t.nbytes, start, max(end, start + 1), alignment))
         return Problem(tuple(buffers))
 
 

@@ -83,6 +83,12 @@ class MemoryReport:
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
+    def plot(self, path):
+        """Memory timeline (who lives where, when) as a PNG."""
+        from .plots import plot_memory
+
+        return plot_memory(self, path)
+
     def tensor_table(self) -> list[tuple[str, str, int, int, int, int]]:
         """(function, tensor, offset, size, start, end) for every planned tensor."""
         rows = []
