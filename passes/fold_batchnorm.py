@@ -16,15 +16,18 @@ from tinytvm.errors import UnsupportedModelError
 from tinytvm.ir import FunctionView, bind, drop_unused_weights, op_name, tensor_var
 
 
+CONVS = ("relax.nn.conv2d", "relax.nn.conv1d")
+
+
 def _conv_and_bias(z, defs, uses):
     """(conv binding value, conv var, bias weight var | None, vars to drop) behind z."""
     value = defs.get(z)
-    if op_name(value) == "relax.nn.conv2d":
+    if op_name(value) in CONVS:
         return value, z, None, [z]
     if op_name(value) == "relax.add":
         conv_var, reshape_var = value.args
         conv, reshape = defs.get(conv_var), defs.get(reshape_var)
-        if (op_name(conv) == "relax.nn.conv2d" and op_name(reshape) == "relax.reshape"
+        if (op_name(conv) in CONVS and op_name(reshape) == "relax.reshape"
                 and uses.get(conv_var) == 1 and uses.get(reshape_var) == 1):
             return conv, conv_var, reshape.args[0], [z, conv_var, reshape_var]
     return None
@@ -42,7 +45,8 @@ def _fold_one(view, bn, defs, uses):
         return None
     v = view.values
     scale = v[gamma.name] / np.sqrt(v[var.name] + float(bn.attrs.epsilon))
-    w_new = v[weight.name] * scale[:, None, None, None]
+    spatial = v[weight.name].ndim - 2
+    w_new = v[weight.name] * scale.reshape(-1, *[1] * (spatial + 1))
     b_old = v[bias_var.name] if bias_var is not None else np.zeros_like(scale)
     b_new = (b_old - v[mean.name]) * scale + v[beta.name]
     w_var = tensor_var(weight.name if uses.get(weight) == 1 else f"{weight.name}.folded", w_new.shape)
@@ -53,7 +57,7 @@ def _fold_one(view, bn, defs, uses):
     view.weights.extend([w_var, b_var])
     out_channels = w_new.shape[0]
     conv_b = bind(conv_var.name, relax.Call(conv.op, [conv.args[0], w_var], conv.attrs))
-    bias_b = bind(f"{b_name}.reshaped", relax.op.reshape(b_var, (1, out_channels, 1, 1)))
+    bias_b = bind(f"{b_name}.reshaped", relax.op.reshape(b_var, (1, out_channels, *[1] * spatial)))
     return [conv_b, bias_b], conv_b.var, bias_b.var, dropped
 
 

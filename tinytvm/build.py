@@ -15,7 +15,7 @@ from .errors import BudgetError, UnsupportedModelError
 from .frontend import from_onnx
 from .ir import FunctionView
 from .memory import PLANNERS, validate
-from .pipeline import default_passes, run_passes
+from .pipeline import PassRecorder, default_passes, run_passes
 from .report import FunctionMemory, MemoryReport
 from .toolchain import BOARDS
 
@@ -67,6 +67,7 @@ class Artifact:
     input_shape: tuple[int, ...]
     num_classes: int
     programs: dict[str, aot.Program] = field(default_factory=dict)
+    pass_timings: list[tuple[str, float]] = field(default_factory=list)
 
     def save(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
@@ -92,15 +93,24 @@ def _as_module(model) -> tvm.IRModule:
 
 def build(model, target: str = "host", train: TrainConfig | None = None, *,
           sram_budget=None, flash_budget=None, stack_bytes: int = 16 * 1024,
-          planner: str = "greedy", name: str = "model", passes=None) -> Artifact:
-    """Compile `model` to a C training step (`tt_train_step`) and inference (`tt_infer`)."""
+          planner: str = "greedy", name: str = "model", passes=None,
+          dump_ir: str | Path | None = None) -> Artifact:
+    """Compile `model` to a C training step (`tt_train_step`) and inference (`tt_infer`).
+
+    `passes` replaces the graph pipeline (default: `tinytvm.default_passes(train)`);
+    `dump_ir` writes the IR after every pass (graph passes and legalization) into that folder.
+    Per-pass times are in `artifact.pass_timings`.
+    """
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
     board = BOARDS[TARGETS[target]]
     train = train if train is not None else TrainConfig()
     mod = _as_module(model)
-    mod = run_passes(mod, passes if passes is not None else default_passes(train))
-    lowered = lower.legalize(mod)
+    recorder = PassRecorder(dump_ir)
+    recorder.dump_input(mod)
+    with tvm.transform.PassContext(instruments=[recorder]):
+        mod = run_passes(mod, passes if passes is not None else default_passes(train))
+        lowered = lower.legalize(mod)
     kernels_c = lower.kernels_to_c(lowered)
 
     train_func = lowered["train_step"]
@@ -148,7 +158,7 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
         "infer_body": emit_c.function_body(programs["infer"], offsets["infer"], False),
     })
     return Artifact(name, target, {header: h, f"{name}.c": c}, report, mod, train, weights,
-                    input_shape, num_classes, programs)
+                    input_shape, num_classes, programs, recorder.timings)
 
 
 def _prod(shape) -> int:

@@ -19,11 +19,9 @@ from .errors import UnsupportedModelError
 
 def legalize(mod: tvm.IRModule) -> tvm.IRModule:
     """Every Relax op becomes a `call_tir` to a PrimFunc in the module."""
-    seq = tvm.transform.Sequential([
-        relax.transform.LegalizeOps(),
-        relax.transform.DeadCodeElimination(["main", "train_step"]),
-    ])
-    mod = seq(mod)
+    for stage in (relax.transform.LegalizeOps(),
+                  relax.transform.DeadCodeElimination(["main", "train_step"])):
+        mod = stage(mod)
     for gv, func in mod.functions.items():
         if isinstance(func, relax.Function):
             for name in _unlegalized_ops(func):

@@ -1,10 +1,15 @@
 """The compilation pipeline, in one place.
 
-Graph passes are Relax `IRModule → IRModule` passes, printed and tested one by one; the
-lowering stages after them (legalize to TIR, plan memory, emit C) live in `tinytvm.build`.
+Graph passes are Relax `IRModule → IRModule` passes, each printed, timed and tested on its own.
+`default_passes(train)` is the list `tinytvm.build` runs; pass your own list with
+`build(..., passes=...)`, built with `insert_before` / `insert_after` / `replace` by pass name.
+The lowering stages after these (legalize to TIR, plan memory, emit C) live in `tinytvm.build`.
 """
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import tvm
 
@@ -16,6 +21,7 @@ def canonicalize() -> list[tvm.transform.Pass]:
         passes.FuseClip(),       # ReLU6 as one op: its gradient needs only the output
         passes.FoldBatchNorm(),  # inference BN costs nothing once folded into the conv
         passes.NormalizeHead(),  # pool + flatten as one mean: one kernel and one tensor fewer
+        passes.Normalize1DHead(),  # the same for 1-D (time-series) models
     ]
 
 
@@ -27,10 +33,62 @@ def training(trainable, lr: float, momentum: float) -> list[tvm.transform.Pass]:
 
 
 def default_passes(train) -> list[tvm.transform.Pass]:
-    stages = canonicalize()
-    if train is not None:
-        stages += training(train.trainable, train.lr, train.momentum)
-    return stages
+    """The graph passes `build` runs for a TrainConfig, in order."""
+    return canonicalize() + training(train.trainable, train.lr, train.momentum)
+
+
+def pass_names(pass_list) -> list[str]:
+    return [p.info.name for p in pass_list]
+
+
+def _index(pass_list, name: str) -> int:
+    names = pass_names(pass_list)
+    if name not in names:
+        raise ValueError(f"no pass named '{name}' in the pipeline: {', '.join(names)}")
+    return names.index(name)
+
+
+def insert_before(pass_list, name: str, *new) -> list:
+    i = _index(pass_list, name)
+    return [*pass_list[:i], *new, *pass_list[i:]]
+
+
+def insert_after(pass_list, name: str, *new) -> list:
+    i = _index(pass_list, name) + 1
+    return [*pass_list[:i], *new, *pass_list[i:]]
+
+
+def replace(pass_list, name: str, *new) -> list:
+    i = _index(pass_list, name)
+    return [*pass_list[:i], *new, *pass_list[i + 1:]]
+
+
+@tvm.ir.instrument.pass_instrument
+class PassRecorder:
+    """Times every pass that runs and, with `dump_dir`, writes the IR after each one.
+
+    Files are `NN_<PassName>.py` (TVMScript), numbered in the order the passes ran.
+    """
+
+    def __init__(self, dump_dir: str | Path | None = None):
+        self.dump_dir = Path(dump_dir) if dump_dir is not None else None
+        self.timings: list[tuple[str, float]] = []
+        self._started: list[float] = []
+        if self.dump_dir is not None:
+            self.dump_dir.mkdir(parents=True, exist_ok=True)
+
+    def run_before_pass(self, mod, info):
+        self._started.append(time.perf_counter())
+
+    def run_after_pass(self, mod, info):
+        self.timings.append((info.name, time.perf_counter() - self._started.pop()))
+        if self.dump_dir is not None:
+            path = self.dump_dir / f"{len(self.timings):02d}_{info.name}.py"
+            path.write_text(mod.script(show_meta=False))
+
+    def dump_input(self, mod):
+        if self.dump_dir is not None:
+            (self.dump_dir / "00_input.py").write_text(mod.script(show_meta=False))
 
 
 def run_passes(mod: tvm.IRModule, pass_list) -> tvm.IRModule:

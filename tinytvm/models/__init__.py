@@ -1,5 +1,5 @@
 """Small model builders (ONNX), used by the tests, the examples and the benchmarks."""
 
-from .small_cnn import OnnxBuilder, mbv2_tiny, resnet_tiny
+from .small_cnn import OnnxBuilder, mbv2_tiny, resnet_tiny, ts_cnn
 
-__all__ = ["OnnxBuilder", "mbv2_tiny", "resnet_tiny"]
+__all__ = ["OnnxBuilder", "mbv2_tiny", "resnet_tiny", "ts_cnn"]

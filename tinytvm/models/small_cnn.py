@@ -45,6 +45,24 @@ class OnnxBuilder:
             pads=[pad, pad, pad, pad], group=groups))
         return out
 
+    def conv1d(self, x, cin, cout, k, stride=1, groups=1, name=None):
+        name = name or self._fresh("conv")
+        w = self.rng.normal(0, np.sqrt(2.0 / (cin // groups * k)), (cout, cin // groups, k))
+        inputs = [x, self._init(f"{name}.weight", w),
+                  self._init(f"{name}.bias", self.rng.normal(0, 0.05, cout))]
+        out = f"{name}.out"
+        pad = (k - 1) // 2
+        self.nodes.append(helper.make_node("Conv", inputs, [out], name=name, kernel_shape=[k],
+                                           strides=[stride], pads=[pad, pad], group=groups))
+        return out
+
+    def pool1d(self, x, kind: str, k: int, stride: int):
+        """kind: 'MaxPool' or 'AveragePool'."""
+        out = self._fresh(kind.lower())
+        self.nodes.append(helper.make_node(kind, [x], [out], name=out, kernel_shape=[k],
+                                           strides=[stride]))
+        return out
+
     def batchnorm(self, x, c, name=None):
         name = name or self._fresh("bn")
         params = [
@@ -128,5 +146,18 @@ def resnet_tiny(num_classes=10, in_ch=1, size=8, width=6, seed=1) -> onnx.ModelP
     h = b.batchnorm(b.conv(h, width, width, 1, bias=False), width)
     x = b.relu(b.add(h, x))
     x = b.relu6(b.conv(x, width, 2 * width, 3, stride=2, groups=2 if width % 2 == 0 else 1))
+    x = b.flatten(b.global_avg_pool(x))
+    return b.finish(b.gemm(x, 2 * width, num_classes), [1, num_classes])
+
+
+def ts_cnn(length=150, num_classes=2, width=8, seed=2) -> onnx.ModelProto:
+    """1-D CNN for time series: strided conv + BN + ReLU, max pool, depthwise + ReLU6, 1x1,
+    residual add, average pool, global average pool over time, linear."""
+    b = OnnxBuilder("ts_cnn", [1, 1, length], seed)
+    x = b.relu(b.batchnorm(b.conv1d("input", 1, width, 7, stride=2), width))
+    x = b.pool1d(x, "MaxPool", 2, 2)
+    h = b.relu6(b.conv1d(x, width, width, 5, groups=width))
+    x = b.add(x, b.conv1d(h, width, width, 1))
+    x = b.relu(b.conv1d(b.pool1d(x, "AveragePool", 2, 2), width, 2 * width, 3, stride=2))
     x = b.flatten(b.global_avg_pool(x))
     return b.finish(b.gemm(x, 2 * width, num_classes), [1, num_classes])
