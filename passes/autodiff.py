@@ -43,6 +43,10 @@ def backpropagate(bb, bindings, loss, wanted: set) -> dict:
         var, call = binding.var, binding.value
         if var not in adjoints:
             continue
+        if isinstance(call, relax.Var):  # an alias: its gradient is the alias's gradient
+            if call in needed:
+                _accumulate(bb, adjoints, call, adjoints[var])
+            continue
         name = op_name(call)
         rule = gradient_rule(name) if name else None
         if rule is None:

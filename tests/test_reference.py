@@ -38,6 +38,9 @@ DELTA_RTOL = 1e-3  # stricter view: the *change* of each parameter, relative to 
 LOSS_RTOL = 1e-5
 LOGITS_RTOL = 1e-5
 LOGITS_ATOL = 1e-6
+# Inputs ~ N(0, 4^2): large enough that every ReLU6 in both models saturates at 6 for some
+# elements (with N(0, 1) nothing reaches 6 and the upper clamp would go untested).
+INPUT_SCALE = 4.0
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -68,8 +71,8 @@ def _attrs(node) -> dict:
 def step_data(seed: int, steps: int, shape, num_classes: int):
     """A different seeded input and label for every step."""
     rng = np.random.default_rng(seed)
-    return [(rng.normal(0, 1, shape).astype(np.float32), int(rng.integers(0, num_classes)))
-            for _ in range(steps)]
+    return [(rng.normal(0, INPUT_SCALE, shape).astype(np.float32),
+             int(rng.integers(0, num_classes))) for _ in range(steps)]
 
 
 # --- the independent reference -----------------------------------------------------------
@@ -149,9 +152,10 @@ class Reference:
         return self.conv_bias_name[conv_name]
 
     # Forward passes.
-    def forward(self, x, tensors: dict, folded: bool):
+    def forward(self, x, tensors: dict, folded: bool, trace: dict | None = None):
         """Logits (1, classes). `tensors`: name -> torch tensor for every initializer used;
-        in folded mode conv weights/biases are the folded values and BNs are skipped."""
+        in folded mode conv weights/biases are the folded values and BNs are skipped.
+        `trace`, if given, receives every intermediate value by ONNX tensor name."""
         env = {self.input_name: torch.as_tensor(np.asarray(x), dtype=torch.float64)}
 
         def get(name):
@@ -211,6 +215,8 @@ class Reference:
                 env[node.output[0]] = y
             else:
                 raise NotImplementedError(f"reference has no op {op}")
+        if trace is not None:
+            trace.update(env)
         return env[self.graph.output[0].name]
 
     def forward_unfolded(self, x) -> np.ndarray:
@@ -319,6 +325,27 @@ def test_reference_folding_equals_the_unfolded_onnx_graph(model):
         assert_close(folded, unfolded, 1e-5, 1e-7, "folded vs unfolded reference")
         # The reference's op semantics agree with onnx's own evaluator (float32 there).
         assert_close(unfolded, onnx_out, 1e-5, 1e-6, "reference vs onnx ReferenceEvaluator")
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_test_inputs_exercise_both_sides_of_every_activation(model):
+    """The data the training tests use drives every ReLU below 0 and every ReLU6 above 6."""
+    ref = reference(model)
+    tensors = {k: torch.tensor(v) for k, v in ref.inits.items()}
+    seen: dict[str, list] = {}
+    for x, _ in step_data(1003, 3, (1, 1, 8, 8), 10):
+        trace: dict = {}
+        with torch.no_grad():
+            ref.forward(x, tensors, folded=False, trace=trace)
+        for node in ref.graph.node:
+            if node.op_type in ("Relu", "Clip"):
+                seen.setdefault(node.name, []).append(trace[node.input[0]].numpy().ravel())
+    for node in ref.graph.node:
+        if node.op_type in ("Relu", "Clip"):
+            values = np.concatenate(seen[node.name])
+            assert (values < 0).any() and (values > 0).any(), node.name
+            if node.op_type == "Clip":
+                assert (values > 6).any(), f"{node.name} never saturates at 6"
 
 
 # --- tinytvm against the reference ---------------------------------------------------------

@@ -32,6 +32,7 @@ _HOST_RUNTIME = (RUNTIME_C / "tt_io_format.c", RUNTIME_C / "host" / "tt_io_host.
 _CORTEX_M_RUNTIME = (
     RUNTIME_C / "tt_io_format.c",
     RUNTIME_C / "cortex_m" / "tt_io_semihost.c",
+    RUNTIME_C / "cortex_m" / "tt_core_cm7.c",
     RUNTIME_C / "cortex_m" / "startup_cm7.c",
 )
 _INSNCOUNT_SOURCE = RUNTIME_C / "tools" / "insncount.c"
