@@ -7,3 +7,4 @@ from .gradients import register_gradient, gradient_rule, GRADIENT_RULES
 from .sgd import AppendSGD
 from .normalize_head import NormalizeHead
 from .conv1d import Normalize1DHead
+from .reorder import ReorderForMemory

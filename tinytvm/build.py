@@ -15,6 +15,7 @@ from .errors import BudgetError, UnsupportedModelError
 from .frontend import from_onnx
 from .ir import FunctionView
 from .memory import PLANNERS, validate
+from .passes import ReorderForMemory
 from .pipeline import PassRecorder, default_passes, run_passes
 from .report import FunctionMemory, MemoryReport
 from .toolchain import BOARDS
@@ -94,12 +95,13 @@ def _as_module(model) -> tvm.IRModule:
 def build(model, target: str = "host", train: TrainConfig | None = None, *,
           sram_budget=None, flash_budget=None, stack_bytes: int = 16 * 1024,
           planner: str = "greedy", name: str = "model", passes=None,
-          dump_ir: str | Path | None = None) -> Artifact:
+          dump_ir: str | Path | None = None, reorder: bool = True) -> Artifact:
     """Compile `model` to a C training step (`tt_train_step`) and inference (`tt_infer`).
 
     `passes` replaces the graph pipeline (default: `tinytvm.default_passes(train)`);
     `dump_ir` writes the IR after every pass (graph passes and legalization) into that folder.
-    Per-pass times are in `artifact.pass_timings`.
+    Per-pass times are in `artifact.pass_timings`. `reorder=False` keeps the autodiff order
+    (all gradients, then all updates) instead of the memory-aware schedule.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
@@ -111,6 +113,8 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     with tvm.transform.PassContext(instruments=[recorder]):
         mod = run_passes(mod, passes if passes is not None else default_passes(train))
         lowered = lower.legalize(mod)
+        if reorder:
+            lowered = ReorderForMemory()(lowered)
     kernels_c = lower.kernels_to_c(lowered)
 
     train_func = lowered["train_step"]
