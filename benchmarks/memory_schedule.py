@@ -1,0 +1,75 @@
+"""Peak training memory of the models in the repo: what reordering and the planners buy.
+
+For each model × update scheme (fp32): no-reuse bytes, TVM Relax's StaticPlanBlockMemory, and
+tinytvm's arena with and without ReorderForMemory — lower bound (max live bytes) and the peak
+each registered planner reaches, with its time. Rerun: `python benchmarks/memory_schedule.py`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+import tinytvm
+from tinytvm.baselines import relax_static_plan_bytes
+from tinytvm.memory import PLANNERS, validate
+from tinytvm.models import mbv2_tiny, resnet_tiny, ts_cnn
+
+
+def schemes():
+    """(model name, onnx model, scheme name, trainable names or None)."""
+    yield "mbv2_tiny 8x8", mbv2_tiny(), "full", None
+    yield "mbv2_tiny 8x8", mbv2_tiny(), "last conv + head", ["conv10.weight", "conv10.bias",
+                                                            "fc14.weight", "fc14.bias"]
+    yield "mbv2_tiny 32x32 w16", mbv2_tiny(size=32, width=16), "full", None
+    yield "mbv2_tiny 32x32 w16", mbv2_tiny(size=32, width=16), "biases + head", [
+        "conv4.bias", "conv6.bias", "conv8.bias", "conv10.bias", "fc14.weight", "fc14.bias"]
+    yield "resnet_tiny 8x8", resnet_tiny(), "full", None
+    yield "ts_cnn 150", ts_cnn(length=150), "full", None
+
+
+def measure(model, trainable):
+    cfg = tinytvm.TrainConfig(lr=0.05, trainable=trainable)
+    row = {}
+    for reorder in (False, True):
+        art = tinytvm.build(model, train=cfg, reorder=reorder)
+        problem = art.memory.functions[0].problem
+        row[reorder] = {"lb": problem.lower_bound(), "naive": problem.naive_bytes(), "plans": {}}
+        for name, planner in PLANNERS.items():
+            if name == "linear":
+                continue
+            start = time.perf_counter()
+            solution = planner(problem)
+            elapsed = time.perf_counter() - start
+            validate(problem, solution)
+            row[reorder]["plans"][name] = (solution.peak, elapsed)
+    row["relax"] = relax_static_plan_bytes(art.ir)
+    return row
+
+
+def main():
+    console = Console(width=200)
+    planners = [p for p in PLANNERS if p != "linear"]
+    table = Table(title="training-step arena (fp32, batch 1), bytes")
+    for col in ["model", "scheme", "no reuse", "Relax StaticPlan", "LB as autodiff orders",
+                "LB reordered", "reorder gain"] + [f"{p} (reordered) / LB" for p in planners] \
+            + [f"{p} ms" for p in planners]:
+        table.add_column(col, justify="right")
+    for model_name, model, scheme, trainable in schemes():
+        r = measure(model, trainable)
+        plain, ordered = r[False], r[True]
+        table.add_row(
+            model_name, scheme, f"{plain['naive']:,}", f"{r['relax']:,}", f"{plain['lb']:,}",
+            f"{ordered['lb']:,}", f"{plain['lb'] / ordered['lb']:.2f}x",
+            *[f"{ordered['plans'][p][0]:,} ({ordered['plans'][p][0] / ordered['lb']:.3f})"
+              for p in planners],
+            *[f"{ordered['plans'][p][1] * 1000:.1f}" for p in planners])
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

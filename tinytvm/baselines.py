@@ -1,0 +1,34 @@
+"""What others get on the same graph, for the memory report and the benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .lower import legalize
+
+_BYTES = {"float32": 4, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1}
+
+
+def relax_static_plan_bytes(graph_mod: tvm.IRModule, func: str = "train_step") -> int:
+    """Bytes TVM Relax's own `StaticPlanBlockMemory` reserves for `func` (planned storages plus
+    the function outputs it leaves unplanned), on the same legalized kernels tinytvm emits."""
+    mod = legalize(graph_mod)
+    for stage in (relax.transform.ToNonDataflow(), relax.transform.RemovePurityChecking(),
+                  relax.transform.CallTIRRewrite(), relax.transform.StaticPlanBlockMemory()):
+        mod = stage(mod)
+    total = 0
+
+    def visit(expr):
+        nonlocal total
+        if not isinstance(expr, relax.Call) or not hasattr(expr.op, "name"):
+            return
+        if expr.op.name == "relax.memory.alloc_storage":
+            total += int(expr.args[0].values[0])
+        elif expr.op.name == "relax.builtin.alloc_tensor":
+            shape = [int(v) for v in expr.args[0].values]
+            total += int(np.prod(shape, dtype=np.int64)) * _BYTES[str(expr.args[1].value)]
+
+    relax.analysis.post_order_visit(mod[func].body, visit)
+    return total
