@@ -3,43 +3,53 @@
 "On-Device Training Under 256KB Memory" trains MobileNetV2-w0.35, ProxylessNAS-w0.3 and
 MCUNet-5fps, int8, pretrained on ImageNet. Their weights and quantization parameters live
 outside the repository (``shared/data/paper-models/``, see its README; overridable with
-``TINYTVM_PAPER_MODELS``); this module loads them into typed dataclasses and runs them.
+``TINYTVM_PAPER_MODELS``); this module loads them into typed dataclasses (checking that
+every op consumes the shape and quantization its producer makes) and runs them.
 
-Semantics (those of the original code that built these models from its ``.pkl`` files,
-mit-han-lab/tiny-training ``build_quantized_network_from_cfg``, i.e. the ``*Diff`` ops in
-float32; what the paper trains and evaluates):
+Semantics: those of the original code that built these models from its ``.pkl`` files
+(mit-han-lab/tiny-training ``build_quantized_network_from_cfg``, which uses the ``*Diff``
+ops: float32 tensors, ``torch.round``); the tests check this module against a PyTorch
+re-statement of them bit for bit, on a synthetic image and a real photo.
 
-- conv: ``acc = conv(x - x_zero, W) + bias``, exact integer (padding is 0 *after* the shift,
-  i.e. the int8 input is padded with ``x_zero``). ``M[c] = x_scale * w_scales[c] / y_scale``
-  computed in float64, then stored as float32. ``y = clamp(rint(f32(acc) * M[c]) + y_zero,
-  -128, 127)`` with the product in float32. ``|acc|`` stays far below 2**24 for every conv of
-  the three models for *any* input (``acc_bound``), so ``f32(acc)`` is exact.
+- conv: ``acc = conv(x - x_zero, W)``, exact (zero padding *after* the shift: the int8
+  input is padded with ``x_zero``); ``|acc| < 2**24`` for any input (``acc_bound``), so it
+  is exact in float32 too. ``M[c] = x_scale * w_scales[c] / y_scale`` in float64, stored as
+  float32. ``y = clamp(rint((f32(acc) + f32(bias[c])) * M[c]) + y_zero, -128, 127)``, the
+  sum and the product in float32. ``f32(bias)`` is not exact for the few biases beyond
+  2**24 (``saturated_bias_channels``: up to ±2**31 in dead channels), and it matters there.
 - residual add: ``y = clamp(rint(((b - zb) * sb + (a - za) * sa) / s_out) + z_out)``, all in
-  float32 (``/`` is a true division, not a multiplication by the reciprocal); ``b`` is the
-  block input (residual ``x_scale/x_zero``), ``a`` pointwise2's output.
-- global average pool: ``rint(sum / (H*W))`` of the int8 values, computed here exactly in
-  integers (the original's float32 mean is exact for these sums).
-- classifier: a 1x1 conv like the others, clamped to int8, so the logits are int8.
+  float32 (a true division, not a multiplication by the reciprocal); ``b`` is the block
+  input (residual ``x_scale/x_zero``), ``a`` pointwise2's output.
+- global average pool: ``rint(sum / (H*W))``, here in exact integers (the original's
+  float32 mean of 16 int8 values is exact).
+- classifier: a 1x1 conv like the others, clamped to int8: the logits are int8.
+- input: ``quantize_input`` (the original's ToTensor + Normalize(0.5, 1/255) in float32).
 
-Rounding decision: ``rint`` is round-half-to-even, as ``torch.round`` (the original) and
-``numpy.rint``; not half-away-from-zero. Evidence: (1) the original rounds with
-``Tensor.round()`` everywhere; (2) in the data, ties are not rare: the pool divides sums of
-16 values by 16, so 1 in 16 pooled values is an exact tie (mbv2-w0.35 on the synthetic test
-image: 9 of 112 pooled channels), and the input quantization of the original hits 80 exact
-ties among the 256 uint8 values (half-away would change 40 of them). Conv and add outputs
-almost never tie (a float32 product landing exactly on .5), but mixing rules would still
-break bit-exactness at the pool and at the input.
+Rounding decision: ``rint`` is round half to even, as ``torch.round`` in the original and
+``numpy.rint``; not half away from zero. Evidence: the original rounds with
+``Tensor.round()`` everywhere, and ties occur in these data: the pool divides a sum of 16
+values by 16, so about 1 pooled value in 16 is an exact .5 (synthetic test image: 10 of 112
+channels in mbv2-w0.35, 3 of 96 in proxyless-w0.3, 8 of 160 in mcunet-5fps); convs tie
+rarely (2, 2 and 3 outputs: float32 products landing exactly on .5); the original's input
+normalisation of uint8 pixels hits 80 exact ties among the 256 values (the other 176 are
+off .5 by float32 noise, so uint8 0 becomes -127, not -128), and half-away-from-zero would
+change 40 of them. Half to even reproduces the PyTorch re-statement bit for bit.
 
 Fixed-point requantization (``requant_params``, ``forward_int8_fixed_point``): TFLite /
-CMSIS-NN style, ``M = multiplier * 2**-31 * 2**-shift`` with doubly rounded (gemmlowp)
-arithmetic, and TFLite's int8 add (``left_shift = 20``) for residuals. It is *not* bit-exact
-with the original: see ``compare_rescale`` and tests/test_paper_models.py for the counts (a
-few outputs per layer differ by 1, then differences propagate). float64 instead of float32
-rescaling also differs (rarely: only products within a float32 ulp of a .5 boundary). So a
-kernel that must match the original needs the float32 rescale, which the Cortex-M7's
-single-precision FPU does natively: ``(float)acc * M[c]`` then round-to-nearest-even
-(``VCVTR`` in the default FPSCR mode, ``lrintf``; never ``(int)(v + 0.5f)``), built with
-``-ffp-contract=off``.
+CMSIS-NN style, ``M = multiplier * 2**-31 * 2**-shift``, double rounding (gemmlowp; CMSIS-NN's
+default ``arm_nn_requantize``), TFLite's int8 add (``left_shift = 20``) for residuals. It is
+NOT bit-exact with the original: each conv fed the original's input gets ~0.4% of its
+outputs off by 1 (the high multiply rounds to a value ending exactly in .5 for the shift;
+the adds match), and these spread to ~20% of all activations and 50-60% of the logits,
+sometimes changing the top-1 class (``compare_rescale``; counts in
+tests/test_paper_models.py). Single rounding (``CMSIS_NN_USE_SINGLE_ROUNDING``) or float64
+rescaling differ only where a float32 product lies within an ulp of .5 (0-2 outputs per
+image), but one such difference in an early layer still reaches thousands of activations.
+So generated C that must match the original needs the float32 rescale as written above;
+the Cortex-M7's single-precision FPU does it natively: ``(float)acc + (float)bias[c]``,
+``* M[c]``, round to nearest even (``lrintf`` / ``VCVTR`` in the default FPSCR mode, never
+``(int)(v + 0.5f)``), ``-ffp-contract=off``; never ``int32 acc + bias``, which can overflow
+in the channels whose bias is near ±2**31.
 """
 
 from __future__ import annotations
@@ -86,7 +96,8 @@ def paper_models_available() -> bool:
 class QConv:
     """One int8 conv; its ReLU/ReLU6 is the output clamp (``y_zero``, ``y_scale``).
 
-    ``in_shape``/``out_shape`` are (H, W) at the model's native resolution.
+    ``in_shape``/``out_shape`` are (H, W) at the model's native resolution; padding is
+    ``(k - 1) // 2`` with the value ``x_zero``.
     """
 
     name: str
@@ -264,7 +275,7 @@ def _check_conv(conv: QConv, channels: int, size: tuple[int, int]) -> None:
 
 
 def _check_model(model: PaperModel) -> None:
-    """Every conv consumes what its producer makes; residuals join equal shapes and scales."""
+    """Every op consumes the channels, size, scale and zero point its producer makes."""
     channels, size = model.input_shape[0], model.input_shape[1:]
     for conv in conv_list(model)[:-1]:
         _check_conv(conv, channels, size)
@@ -275,6 +286,26 @@ def _check_model(model: PaperModel) -> None:
         if block.residual is not None and (first.in_channels, first.in_shape) != (
                 last.out_channels, last.out_shape):
             raise UnsupportedModelError(f"{block.residual.name}: shapes differ")
+    _check_scales(model)
+
+
+def _check_scales(model: PaperModel) -> None:
+    """A conv's (x_scale, x_zero), or a residual's block input, is its producer's output's."""
+    first = model.first_conv
+    quant = {"input": (first.x_scale, first.x_zero)}
+    for op in program(model):
+        if op.kind == "pool":
+            quant[op.name] = quant[op.inputs[0]]
+            continue
+        if op.kind == "conv":
+            consumed, produced = (op.layer.x_scale, op.layer.x_zero), op.inputs[0]
+            quant[op.name] = (op.layer.y_scale, op.layer.y_zero)
+        else:
+            consumed, produced = (op.layer.in_scale, op.layer.in_zero), op.inputs[1]
+            quant[op.name] = (op.layer.out_scale, op.layer.out_zero)
+        if consumed != quant[produced]:
+            raise UnsupportedModelError(
+                f"{op.name}: input quantization {consumed} != {produced}'s {quant[produced]}")
 
 
 def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -479,7 +510,8 @@ def _residual_add_fixed(res: QResidual, conv: QConv, a: np.ndarray, b: np.ndarra
 # --- forward passes ------------------------------------------------------------------------
 
 
-def _run_op(model: PaperModel, op: Op, values: dict, rescale: str) -> np.ndarray:
+def run_op(model: PaperModel, op: Op, values: dict, rescale: str) -> np.ndarray:
+    """``op``'s int8 output, its inputs read from ``values`` by name."""
     args = [values[name] for name in op.inputs]
     if op.kind == "conv":
         return requantize(op.layer, conv_accumulate(op.layer, args[0]), rescale)
@@ -510,7 +542,7 @@ def forward_int8(model: PaperModel, x: np.ndarray, rescale: str = "float32") -> 
     _check_input(model, x)
     values = {"input": x}
     for op in program(model):
-        values[op.name] = _run_op(model, op, values, rescale)
+        values[op.name] = run_op(model, op, values, rescale)
     values["logits"] = values[model.classifier.name].reshape(1, -1)
     return values
 
@@ -524,7 +556,7 @@ def compare_rescale(model: PaperModel, x: np.ndarray, other: str = "fixed",
                     reference: str = "float32") -> dict[str, int]:
     """Per op, how many outputs ``other`` gets wrong when fed ``reference``'s exact inputs."""
     values = forward_int8(model, x, rescale=reference)
-    return {op.name: int(np.count_nonzero(_run_op(model, op, values, other) != values[op.name]))
+    return {op.name: int(np.count_nonzero(run_op(model, op, values, other) != values[op.name]))
             for op in program(model) if op.kind != "pool"}
 
 
