@@ -9,7 +9,8 @@ to run as soon as its gradient exists, and its gradient buffer dies right there 
 "operator reordering" / in-place gradient application). The order is a greedy list schedule
 (at each step the ready kernel that grows live memory least, ties in the original order); it is
 kept only if its peak of live bytes is below the original order's, so the pass never makes a
-step worse. Numerics are unchanged: the same kernels run on the same values.
+step worse. Every update also waits for the loss, so the step can still be rejected on a NaN/inf loss
+before any weight changes. Numerics are unchanged: the same kernels run on the same values.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class _Graph:
         for i, b in enumerate(self.bindings):
             for v in relax.analysis.free_vars(b.value):
                 readers_of.setdefault(v, []).append(i)
+        loss = index.get(view.bindings[-1].value.fields[0]) if updates else None
+        for new_var in updates:  # a non-finite loss must be seen before any weight changes
+            if loss is not None:
+                self.deps[index[new_var]].add(loss)
         for new_var, weight in updates.items():  # write-after-read: an update goes last
             u = index[new_var]
             self.deps[u] |= {r for r in readers_of.get(weight, []) if r != u and r not in self._after(u)}

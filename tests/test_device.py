@@ -78,3 +78,24 @@ def test_frozen_weights_are_const_in_flash(tmp_path):
     assert "\nconst float tt_w_conv1_weight[" in c
     assert "\nfloat tt_w_fc14_weight[" in c
     assert art.memory.frozen_bytes > art.memory.trainable_bytes
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_nonfinite_loss_rejects_the_step(momentum):
+    from tinytvm.models import OnnxBuilder
+
+    b = OnnxBuilder("unbounded", [1, 1, 8, 8])
+    x = b.flatten(b.global_avg_pool(b.relu(b.conv("input", 1, 4, 3))))
+    art = tinytvm.build(b.finish(b.gemm(x, 4, 10), [1, 10]),
+                        train=tinytvm.TrainConfig(lr=0.05, momentum=momentum))
+    sess = art.host_session()
+    before = sess.params()
+    bad = np.full((1, 1, 8, 8), 3e38, np.float32)  # a glitched sensor: overflows to inf
+    loss = sess.train_step(bad, 1)
+    assert not np.isfinite(loss)
+    after = sess.params()
+    for name in before:
+        assert before[name].tobytes() == after[name].tobytes(), f"{name} changed on a rejected step"
+    good = np.random.default_rng(0).normal(size=(1, 1, 8, 8)).astype(np.float32)
+    assert np.isfinite(sess.train_step(good, 1))  # and training goes on
+    assert any(not np.array_equal(before[n], sess.params()[n]) for n in before)

@@ -15,7 +15,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .errors import UnsupportedModelError
+from .errors import PlanError, UnsupportedModelError
 from .ir import c_identifier, const_array, shape_of
 from .memory import Buffer, Problem
 
@@ -162,6 +162,7 @@ class _Builder:
             names = [str(n) for n in self.func.attrs["updates"]]
             program.updates = [(new, self.weights[n]) for new, n in zip(outputs[1:], names)]
             _write_updates_in_place(program)
+            _check_loss_before_updates(program)
         else:
             outputs[0].storage = "logits"
         return program
@@ -184,6 +185,16 @@ def _write_updates_in_place(program: Program) -> None:
         same_index = (call.kernel.startswith(ELEMENTWISE_KERNELS) and new.shape == weight.shape)
         if read < at or (read == at and same_index):
             new.alias_of = weight
+
+
+def _check_loss_before_updates(program: Program) -> None:
+    """The emitted step rejects a non-finite loss; that only works if no weight was written yet."""
+    loss = program.outputs[0]
+    at = next((i for i, c in enumerate(program.calls) if c.output is loss), None)
+    writes = [i for i, c in enumerate(program.calls) if c.output.home.storage == "weight"]
+    if at is None or (writes and min(writes) < at):
+        raise PlanError(f"internal: a weight is updated (call {min(writes) if writes else '?'}) "
+                        f"before the loss is known (call {at})")
 
 
 def build_program(func, weights, constants, kind) -> Program:

@@ -68,9 +68,14 @@ def tensor_ref(t: Tensor, offsets: dict[str, int]) -> str:
 
 def function_body(program: Program, offsets: dict[str, int], returns_loss: bool) -> str:
     lines = []
+    loss = program.outputs[0] if returns_loss else None
     for call in program.calls:
         args = ", ".join(tensor_ref(t, offsets) for t in [*call.inputs, call.output])
         lines.append(f"  {kernel_symbol(call.kernel)}({args});")
+        if loss is not None and call.output is loss:
+            # a NaN/inf loss rejects the step before any weight or state is written
+            lines.append(f"  if (!isfinite({tensor_ref(loss, offsets)}[0])) "
+                         f"return {tensor_ref(loss, offsets)}[0];")
     for new, weight in program.updates:
         if new.home is not weight:  # could not be written in place: copy once at the end
             lines.append(f"  memcpy({weight.name}, {tensor_ref(new, offsets)}, {new.nbytes});")
