@@ -102,3 +102,14 @@ def test_missing_gradient_rule_names_op():
         bb.emit_func_output(out)
     with pytest.raises(tinytvm.UnsupportedModelError, match=r"no gradient rule for op 'relax.strided_slice'"):
         Autodiff(["w"])(bb.get())
+
+
+def test_build_rejects_c_that_does_not_compile_cleanly(monkeypatch):
+    """The build compiles its own C with -Werror for host and Cortex-M7; a warning is an error."""
+    from tinytvm import emit_c
+
+    real = emit_c.function_body
+    monkeypatch.setattr(emit_c, "function_body",
+                        lambda *a, **k: real(*a, **k) + "\n  float never_used = 1.0f;")
+    with pytest.raises(tinytvm.ToolchainError, match=r"does not compile cleanly .*-Werror"):
+        tinytvm.build(mbv2_tiny(), target="stm32f746")

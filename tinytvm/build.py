@@ -19,6 +19,7 @@ from .passes import ReorderForMemory
 from .pipeline import PassRecorder, default_passes, run_passes
 from .report import FunctionMemory, MemoryReport
 from .toolchain import BOARDS
+from .verify import check_c_compiles
 
 TARGETS = {"host": "host", "mps2-an500": "mps2-an500", "stm32f746": "stm32f746",
            "stm32f746-disco": "stm32f746"}
@@ -95,13 +96,15 @@ def _as_module(model) -> tvm.IRModule:
 def build(model, target: str = "host", train: TrainConfig | None = None, *,
           sram_budget=None, flash_budget=None, stack_bytes: int = 16 * 1024,
           planner: str = "greedy", name: str = "model", passes=None,
-          dump_ir: str | Path | None = None, reorder: bool = True) -> Artifact:
+          dump_ir: str | Path | None = None, reorder: bool = True,
+          verify: bool = True) -> Artifact:
     """Compile `model` to a C training step (`tt_train_step`) and inference (`tt_infer`).
 
     `passes` replaces the graph pipeline (default: `tinytvm.default_passes(train)`);
     `dump_ir` writes the IR after every pass (graph passes and legalization) into that folder.
     Per-pass times are in `artifact.pass_timings`. `reorder=False` keeps the autodiff order
-    (all gradients, then all updates) instead of the memory-aware schedule.
+    (all gradients, then all updates) instead of the memory-aware schedule. `verify` compiles
+    the emitted C with -Wall -Wextra -Werror for the host and the target core.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
@@ -161,6 +164,8 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
         "train_body": emit_c.function_body(programs["train_step"], offsets["train_step"], True),
         "infer_body": emit_c.function_body(programs["infer"], offsets["infer"], False),
     })
+    if verify:
+        check_c_compiles({header: h, f"{name}.c": c}, f"{name}.c", TARGETS[target])
     return Artifact(name, target, {header: h, f"{name}.c": c}, report, mod, train, weights,
                     input_shape, num_classes, programs, recorder.timings)
 
