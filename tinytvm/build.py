@@ -16,7 +16,7 @@ from .frontend import from_onnx
 from .ir import FunctionView
 from .memory import PLANNERS, validate
 from .passes import ReorderForMemory
-from .pipeline import PassRecorder, default_passes, run_passes
+from .pipeline import PassRecorder, canonicalize, default_passes, run_passes
 from .report import FunctionMemory, MemoryReport
 from .toolchain import BOARDS
 from .verify import check_c_compiles
@@ -97,7 +97,7 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
           sram_budget=None, flash_budget=None, stack_bytes: int = 16 * 1024,
           planner: str = "greedy", name: str = "model", passes=None,
           dump_ir: str | Path | None = None, reorder: bool = True,
-          verify: bool = True) -> Artifact:
+          verify: bool = True, inference_only: bool = False) -> Artifact:
     """Compile `model` to a C training step (`tt_train_step`) and inference (`tt_infer`).
 
     `passes` replaces the graph pipeline (default: `tinytvm.default_passes(train)`);
@@ -105,38 +105,26 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     Per-pass times are in `artifact.pass_timings`. `reorder=False` keeps the autodiff order
     (all gradients, then all updates) instead of the memory-aware schedule. `verify` compiles
     the emitted C with -Wall -Wextra -Werror for the host and the target core.
+    `inference_only` emits `tt_infer` alone (no autodiff, every weight const in flash).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
     board = BOARDS[TARGETS[target]]
-    train = train if train is not None else TrainConfig()
+    train = None if inference_only else (train if train is not None else TrainConfig())
+    if passes is None:
+        passes = canonicalize() if inference_only else default_passes(train)
     mod = _as_module(model)
     recorder = PassRecorder(dump_ir)
     recorder.dump_input(mod)
     with tvm.transform.PassContext(instruments=[recorder]):
-        mod = run_passes(mod, passes if passes is not None else default_passes(train))
+        mod = run_passes(mod, passes)
         lowered = lower.legalize(mod)
-        if reorder:
+        if reorder and not inference_only:
             lowered = ReorderForMemory()(lowered)
     kernels_c = lower.kernels_to_c(lowered)
 
-    train_func = lowered["train_step"]
-    trainable = {str(n) for n in train_func.attrs["updates"]}
-    weights = aot.weight_tensors(train_func, trainable)
-    constants: list[aot.Tensor] = []
-    programs = {
-        "train_step": aot.build_program(train_func, weights, constants, "train"),
-        "infer": aot.build_program(lowered["main"], weights, constants, "infer"),
-    }
-    functions = []
-    offsets: dict[str, dict[str, int]] = {}
-    for fname, program in programs.items():
-        problem = program.memory_problem()
-        solution = PLANNERS[planner](problem)
-        validate(problem, solution)
-        functions.append(FunctionMemory(fname, problem, solution))
-        offsets[fname] = solution.offsets
-
+    weights, constants, programs = _programs(lowered, inference_only)
+    functions, offsets = _plan(programs, planner)
     report = MemoryReport(
         target=target, functions=functions,
         trainable_bytes=sum(t.nbytes for t in weights.values() if t.trainable),
@@ -153,21 +141,47 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     main_view = FunctionView.of(mod["main"])
     input_shape = tuple(int(s) for s in main_view.inputs[0].ty.shape)
     num_classes = int(main_view.output.ty.shape[-1])
-    header = f"{name}.h"
-    h, c = emit_c.render(name, header, {
+    sources = emit_c.render(name, {
         "input_elems": int(_prod(input_shape)), "num_classes": num_classes,
         "arena_bytes": max(report.arena_bytes, 16),
         "trainable_bytes": report.trainable_bytes, "frozen_bytes": report.frozen_bytes,
+        "input_ctype": aot.C_TYPES[str(main_view.inputs[0].ty.dtype)],
+        "output_ctype": aot.C_TYPES[str(main_view.output.ty.dtype)],
         "kernels": kernels_c,
         "weights": emit_c.weight_definitions(weights.values()),
         "constants": emit_c.constant_definitions(constants),
-        "train_body": emit_c.function_body(programs["train_step"], offsets["train_step"], True),
-        "infer_body": emit_c.function_body(programs["infer"], offsets["infer"], False),
-    })
+    }, programs, offsets)
     if verify:
-        check_c_compiles({header: h, f"{name}.c": c}, f"{name}.c", TARGETS[target])
-    return Artifact(name, target, {header: h, f"{name}.c": c}, report, mod, train, weights,
+        check_c_compiles(sources, f"{name}.c", TARGETS[target])
+    return Artifact(name, target, sources, report, mod, train, weights,
                     input_shape, num_classes, programs, recorder.timings)
+
+
+def _programs(lowered: tvm.IRModule, inference_only: bool):
+    """Weights, graph constants and the AOT programs of the lowered functions."""
+    constants: list[aot.Tensor] = []
+    if inference_only:
+        weights = aot.weight_tensors(lowered["main"], set())
+        return weights, constants, {
+            "infer": aot.build_program(lowered["main"], weights, constants, "infer")}
+    train_func = lowered["train_step"]
+    weights = aot.weight_tensors(train_func, {str(n) for n in train_func.attrs["updates"]})
+    return weights, constants, {
+        "train_step": aot.build_program(train_func, weights, constants, "train"),
+        "infer": aot.build_program(lowered["main"], weights, constants, "infer"),
+    }
+
+
+def _plan(programs: dict, planner: str):
+    """One validated arena plan per program (they share one arena: never alive together)."""
+    functions, offsets = [], {}
+    for fname, program in programs.items():
+        problem = program.memory_problem()
+        solution = PLANNERS[planner](problem)
+        validate(problem, solution)
+        functions.append(FunctionMemory(fname, problem, solution))
+        offsets[fname] = solution.offsets
+    return functions, offsets
 
 
 def _prod(shape) -> int:

@@ -58,7 +58,7 @@ def tensor_ref(t: Tensor, offsets: dict[str, int]) -> str:
     if home.storage in ("weight", "const"):
         return f"(({ctype} *){home.name})"
     if home.storage == "input":
-        return "((float *)input)"
+        return f"(({ctype} *)input)"
     if home.storage == "label":
         return "label_buf"
     if home.storage == "logits":
@@ -84,11 +84,19 @@ def function_body(program: Program, offsets: dict[str, int], returns_loss: bool)
     return "\n".join(lines)
 
 
-def render(name: str, header: str, fields: dict) -> tuple[str, str]:
-    h = Template((TEMPLATES / "model.h.tmpl").read_text()).substitute(
-        name=name, guard=name.upper(), **{k: fields[k] for k in (
-            "input_elems", "num_classes", "arena_bytes", "trainable_bytes", "frozen_bytes")})
-    c = Template((TEMPLATES / "model.c.tmpl").read_text()).substitute(
-        name=name, header=header, **{k: fields[k] for k in (
-            "kernels", "weights", "constants", "train_body", "infer_body")})
-    return h, c
+def render(name: str, fields: dict, programs: dict, offsets: dict) -> dict[str, str]:
+    """{"<name>.h": ..., "<name>.c": ...} from the templates, the programs and their offsets."""
+    header = f"{name}.h"
+    train = "train_step" in programs
+    fields = dict(fields, name=name, header=header, guard=name.upper())
+    fields["train_decl"] = Template(_template("train_decl.h.tmpl")).substitute(fields) if train else ""
+    fields["infer_body"] = function_body(programs["infer"], offsets["infer"], False)
+    fields["train_function"] = Template(_template("train_step.c.tmpl")).substitute(
+        fields, train_body=function_body(programs["train_step"], offsets["train_step"], True),
+    ) if train else ""
+    return {header: Template(_template("model.h.tmpl")).substitute(fields),
+            f"{name}.c": Template(_template("model.c.tmpl")).substitute(fields)}
+
+
+def _template(file: str) -> str:
+    return (TEMPLATES / file).read_text()

@@ -19,8 +19,8 @@ from .errors import UnsupportedModelError
 
 def legalize(mod: tvm.IRModule) -> tvm.IRModule:
     """Every Relax op becomes a `call_tir` to a PrimFunc in the module."""
-    for stage in (relax.transform.LegalizeOps(),
-                  relax.transform.DeadCodeElimination(["main", "train_step"])):
+    entries = [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
+    for stage in (relax.transform.LegalizeOps(), relax.transform.DeadCodeElimination(entries)):
         mod = stage(mod)
     for gv, func in mod.functions.items():
         if isinstance(func, relax.Function):

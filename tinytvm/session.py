@@ -14,7 +14,8 @@ import numpy as np
 
 from .toolchain import compile_host_library
 
-_CTYPES = {"float32": ctypes.c_float, "int32": ctypes.c_int32}
+_CTYPES = {"float32": ctypes.c_float, "int32": ctypes.c_int32, "int8": ctypes.c_int8,
+           "uint8": ctypes.c_uint8, "int64": ctypes.c_int64}
 
 
 class HostSession:
@@ -25,12 +26,16 @@ class HostSession:
         lib = compile_host_library([src / f"{artifact.name}.c"], [src],
                                    Path(self._dir.name) / f"lib{artifact.name}.so")
         self.lib = ctypes.CDLL(str(lib))
-        self.lib.tt_train_step.restype = ctypes.c_float
-        self.lib.tt_train_step.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+        if artifact.train is not None:
+            self.lib.tt_train_step.restype = ctypes.c_float
+            self.lib.tt_train_step.argtypes = [ctypes.c_void_p, ctypes.c_int32]
         self.lib.tt_infer.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        main = artifact.ir["main"]
+        self.input_dtype = str(main.params[0].ty.dtype)
+        self.output_dtype = str(main.ret_ty.dtype)
 
     def _input(self, x) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
         expected = int(np.prod(self.artifact.input_shape))
         if x.size != expected:
             raise ValueError(f"input has {x.size} values, the model takes "
@@ -38,12 +43,14 @@ class HostSession:
         return x
 
     def train_step(self, x, label: int) -> float:
+        if self.artifact.train is None:
+            raise RuntimeError("this artifact was built with inference_only=True: no tt_train_step")
         x = self._input(x)
         return float(self.lib.tt_train_step(x.ctypes.data, int(label)))
 
     def infer(self, x) -> np.ndarray:
         x = self._input(x)
-        out = np.zeros(self.artifact.num_classes, np.float32)
+        out = np.zeros(self.artifact.num_classes, self.output_dtype)
         self.lib.tt_infer(x.ctypes.data, out.ctypes.data)
         return out
 
