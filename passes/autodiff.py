@@ -35,8 +35,39 @@ def _accumulate(bb, adjoints, var, grad):
     adjoints[var] = grad_var
 
 
-def backpropagate(bb, bindings, loss, wanted: set) -> dict:
-    """Emit the backward pass of `bindings` from the scalar `loss`; return var -> gradient var."""
+def _leading_channel_gradient(bb, var, call, grad, rule, channels: int):
+    """Weight gradient of a conv for its first `channels` output channels only.
+
+    Output channels [0, k) of a (groups=1) conv depend on weight rows [0, k) alone, so the rule is
+    applied to the conv restricted to those rows: its output gradient is sliced, and the sliced
+    weight never needs to exist (the weight-gradient expression reads data and gradient only).
+    """
+    data, weight = call.args
+    if int(call.attrs.groups) != 1:
+        raise UnsupportedModelError(f"partial-channel update of '{weight.name}': only for convs "
+                                    "with groups=1 (pointwise or full convs)")
+    rows = (channels, *shape_of(weight)[1:])
+    weight_k = relax.Var(f"{weight.name}_rows", relax.TensorType(rows, weight.ty.dtype))
+    out_shape = shape_of(var)
+    out_k = relax.Var(f"{var.name}_rows", relax.TensorType((out_shape[0], channels, *out_shape[2:]),
+                                                           var.ty.dtype))
+    grad_k = bb.emit(relax.op.strided_slice(grad, axes=[1], begin=[0], end=[channels]),
+                     name_hint=f"d_{var.name}_rows")
+    call_k = relax.Call(call.op, [data, weight_k], call.attrs)
+    weight_grad = rule(out_k, call_k, grad_k, bb)[1]
+    if weight_k in relax.analysis.free_vars(weight_grad):
+        raise UnsupportedModelError(f"the gradient rule of {call.op.name} reads the weight for its "
+                                    "weight gradient: partial-channel update is not possible")
+    return weight_grad
+
+
+def backpropagate(bb, bindings, loss, wanted: set, channels: dict | None = None) -> dict:
+    """Emit the backward pass of `bindings` from the scalar `loss`; return var -> gradient var.
+
+    `channels` maps a weight variable to the number of leading output channels to train; its
+    gradient then has that many rows.
+    """
+    channels = channels or {}
     needed = _depends_on(bindings, wanted)
     adjoints = {loss: bb.emit(relax.op.ones((), loss.ty.dtype), name_hint="d_loss")}
     for binding in reversed(bindings):
@@ -53,14 +84,18 @@ def backpropagate(bb, bindings, loss, wanted: set) -> dict:
             raise UnsupportedModelError(
                 f"no gradient rule for op '{name or type(call).__name__}' (binding '{var.name}'); "
                 "register one with tinytvm.passes.gradients.register_gradient")
-        grads = rule(var, call, adjoints[var], bb)
+        grads = list(rule(var, call, adjoints[var], bb))
+        for i, arg in enumerate(call.args):
+            if isinstance(arg, relax.Var) and arg in channels and grads[i] is not None:
+                grads[i] = _leading_channel_gradient(bb, var, call, adjoints[var], rule, channels[arg])
         for arg, grad in zip(call.args, grads):
             if isinstance(arg, relax.Var) and arg in needed and grad is not None:
                 _accumulate(bb, adjoints, arg, grad)
     return adjoints
 
 
-def append_training_step(func: relax.Function, trainable: list[str]) -> relax.Function:
+def append_training_step(func: relax.Function, trainable: list[str],
+                         channels: dict[str, int] | None = None) -> relax.Function:
     view = FunctionView.of(relax.utils.copy_with_new_vars(func))
     by_name = {w.name: w for w in view.weights}
     unknown = [n for n in trainable if n not in by_name]
@@ -72,6 +107,10 @@ def append_training_step(func: relax.Function, trainable: list[str]) -> relax.Fu
         raise UnsupportedModelError("the model must return one logits tensor of shape (1, classes)")
     label = relax.Var("label", relax.TensorType((1,), "int32"))
     attrs = {k: v for k, v in view.attrs.items() if k not in ("global_symbol",)}
+    unknown = [n for n in (channels or {}) if n not in trainable]
+    if unknown:
+        raise UnsupportedModelError(f"channel counts given for weights that are not trainable: "
+                                    f"{', '.join(unknown)}")
     attrs.update({"num_input": 2, "trainable": list(trainable)})
     bb = relax.BlockBuilder()
     with bb.function("train_step", [*view.inputs, label, *view.weights], attrs=attrs):
@@ -82,13 +121,15 @@ def append_training_step(func: relax.Function, trainable: list[str]) -> relax.Fu
             loss = bb.emit(relax.op.nn.nll_loss(log_probs, label), name_hint="loss")
             forward = [*view.bindings, *_bindings_of(bb, [log_probs, loss])]
             wanted = {by_name[n] for n in trainable}
-            adjoints = backpropagate(bb, forward, loss, wanted)
+            partial = {by_name[n]: k for n, k in (channels or {}).items()}
+            adjoints = backpropagate(bb, forward, loss, wanted, partial)
             grads = []
             for name in trainable:
                 w = by_name[name]
                 grad = adjoints.get(w)
                 if grad is None:  # the weight does not reach the loss
-                    grad = bb.emit(relax.op.zeros(shape_of(w), w.ty.dtype))
+                    rows = (channels or {}).get(name, shape_of(w)[0])
+                    grad = bb.emit(relax.op.zeros((rows, *shape_of(w)[1:]), w.ty.dtype))
                 grads.append(grad)
             out = bb.emit_output(relax.Tuple([loss, *grads]))
         bb.emit_func_output(out)
@@ -101,15 +142,26 @@ def _bindings_of(bb, vars_):
 
 @tvm.transform.module_pass(opt_level=0, name="Autodiff")
 class Autodiff:
-    """Adds `train_step` next to `main` for the given trainable weight names."""
+    """Adds `train_step` next to `main` for the given trainable weight names.
 
-    def __init__(self, trainable: list[str] | None = None):
+    `channels` optionally limits a conv weight to its first k output channels
+    ({name: k}); its gradient (and update) then covers those rows only.
+    """
+
+    def __init__(self, trainable: list[str] | None = None, channels: dict[str, int] | None = None,
+                 scheme=None):
         self.trainable = trainable
+        self.channels = dict(channels or {})
+        self.scheme = scheme  # a tinytvm.sparse.UpdateScheme, resolved on the canonical model
 
     def transform_module(self, mod, ctx):
         main = mod["main"]
         view = FunctionView.of(main)
         trainable = self.trainable if self.trainable is not None else [w.name for w in view.weights]
+        if self.scheme is not None:
+            from tinytvm.sparse import trainable_layers
+
+            trainable, self.channels = self.scheme.resolve(trainable_layers(mod))
         mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions))
-        mod["train_step"] = append_training_step(main, list(trainable))
+        mod["train_step"] = append_training_step(main, list(trainable), self.channels)
         return mod

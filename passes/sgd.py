@@ -17,7 +17,22 @@ from tvm import relax
 from tinytvm.ir import FunctionView, bind, shape_of, tensor_var
 
 
-def append_sgd(func: relax.Function, lr: float, momentum: float = 0.0) -> relax.Function:
+def update_rows_kernel(weight_shape, rows: int, dtype: str = "float32") -> tvm.tirx.PrimFunc:
+    """w_new[o] = w[o] - step[o] for o < rows, else w[o]: an update of the leading output
+    channels that is element-wise in `w`, so it can run in place (rows ≥ `rows` are rewritten
+    with their own value)."""
+    from tvm import te, tirx
+
+    w = te.placeholder(weight_shape, dtype, "w")
+    step = te.placeholder((rows, *weight_shape[1:]), dtype, "step")
+    out = te.compute(weight_shape, lambda o, *r: tirx.if_then_else(
+        o < rows, w[(o, *r)] - step[(o, *r)], w[(o, *r)]), name="w_new")
+    return te.create_prim_func([w, step, out])
+
+
+def append_sgd(func: relax.Function, lr: float, momentum: float = 0.0,
+               add_kernel=None) -> relax.Function:
+    """`add_kernel(prim_func) -> GlobalVar` adds the kernel of a partial update to the module."""
     view = FunctionView.of(func)
     trainable = [str(n) for n in view.attrs["trainable"]]
     out_binding = view.bindings[-1]
@@ -29,16 +44,21 @@ def append_sgd(func: relax.Function, lr: float, momentum: float = 0.0) -> relax.
         weight = by_name[name]
         step = grad
         if momentum:
-            state = tensor_var(f"{name}.momentum", shape_of(weight))
+            state = tensor_var(f"{name}.momentum", shape_of(grad))  # partial: its rows only
             view.weights.append(state)
-            view.values[state.name] = np.zeros(shape_of(weight), np.float32)
+            view.values[state.name] = np.zeros(shape_of(grad), np.float32)
             decayed = bind(f"{name}.m_decay", relax.op.multiply(state, relax.const(momentum, dtype)))
             updated = bind(f"{name}.m_new", relax.op.add(decayed.var, grad))
             new_bindings += [decayed, updated]
             new_states.append((state.name, updated.var))
             step = updated.var
         scaled = bind(f"{name}.lr_step", relax.op.multiply(step, relax.const(lr, dtype)))
-        new_w = bind(f"{name}.new", relax.op.subtract(weight, scaled.var))
+        if shape_of(grad) == shape_of(weight):
+            new_w = bind(f"{name}.new", relax.op.subtract(weight, scaled.var))
+        else:  # only the leading output channels are trained
+            rows = shape_of(grad)[0]
+            gv = add_kernel(update_rows_kernel(shape_of(weight), rows, dtype))
+            new_w = bind(f"{name}.new", relax.call_tir(gv, [weight, scaled.var], weight.ty))
         new_bindings += [scaled, new_w]
         new_weights.append((name, new_w.var))
     outputs = new_weights + new_states
@@ -57,6 +77,9 @@ class AppendSGD:
         self.lr, self.momentum = lr, momentum
 
     def transform_module(self, mod, ctx):
-        mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
-        mod["train_step"] = append_sgd(mod["train_step"], self.lr, self.momentum)
+        bb = relax.BlockBuilder(mod)
+        step = append_sgd(mod["train_step"], self.lr, self.momentum,
+                          lambda prim: bb.add_func(prim, "subtract_rows"))
+        mod = bb.get()
+        mod["train_step"] = step
         return mod

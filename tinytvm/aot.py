@@ -22,7 +22,9 @@ from .memory import Buffer, Problem
 DTYPE_BYTES = {"float32": 4, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1}
 C_TYPES = {"float32": "float", "int32": "int32_t", "int64": "int64_t", "bool": "bool",
            "int8": "int8_t", "uint8": "uint8_t"}
-ELEMENTWISE_KERNELS = ("add", "subtract", "multiply")
+# Kernels whose output element i reads only element i of the weight they update, so writing the
+# output over that weight while it runs is safe (subtract_rows: passes/sgd.py).
+ELEMENTWISE_KERNELS = ("add", "subtract", "multiply", "subtract_rows")
 
 
 @dataclass(eq=False)

@@ -34,12 +34,15 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.0
     trainable: list[str] | None = None  # weight names; None = all
+    update: "UpdateScheme | None" = None  # a sparse-update scheme instead of `trainable`
 
     def __post_init__(self):
         if self.loss != "cross_entropy":
             raise ValueError(f"unknown loss '{self.loss}' (supported: cross_entropy)")
         if self.optimizer != "sgd":
             raise ValueError(f"unknown optimizer '{self.optimizer}' (supported: sgd)")
+        if self.update is not None and self.trainable is not None:
+            raise ValueError("give either `trainable` names or an `update` scheme, not both")
         if not self.lr > 0:
             raise ValueError(f"learning rate must be positive, got {self.lr}")
 
@@ -113,16 +116,9 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     train = None if inference_only else (train if train is not None else TrainConfig())
     if passes is None:
         passes = canonicalize() if inference_only else default_passes(train)
-    mod = _as_module(model)
     recorder = PassRecorder(dump_ir)
-    recorder.dump_input(mod)
-    with tvm.transform.PassContext(instruments=[recorder]):
-        mod = run_passes(mod, passes)
-        lowered = lower.legalize(mod)
-        if reorder and not inference_only:
-            lowered = ReorderForMemory()(lowered)
+    mod, lowered = _graph(_as_module(model), passes, reorder and not inference_only, recorder)
     kernels_c = lower.kernels_to_c(lowered)
-
     weights, constants, programs = _programs(lowered, inference_only)
     functions, offsets = _plan(programs, planner)
     report = MemoryReport(
@@ -155,6 +151,26 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
         check_c_compiles(sources, f"{name}.c", TARGETS[target])
     return Artifact(name, target, sources, report, mod, train, weights,
                     input_shape, num_classes, programs, recorder.timings)
+
+
+def _graph(mod: tvm.IRModule, passes, reorder: bool, recorder: PassRecorder):
+    """Graph passes, legalization and (optionally) reordering: (graph module, lowered module)."""
+    recorder.dump_input(mod)
+    with tvm.transform.PassContext(instruments=[recorder]):
+        mod = run_passes(mod, passes)
+        lowered = lower.legalize(mod)
+        if reorder:
+            lowered = ReorderForMemory()(lowered)
+    return mod, lowered
+
+
+def plan_memory(model, train: TrainConfig, planner: str = "greedy", reorder: bool = True):
+    """The arena plans `build` would make for this model and config, without emitting any C:
+    {function name: FunctionMemory}, plus the trainable (SRAM) bytes."""
+    _, lowered = _graph(_as_module(model), default_passes(train), reorder, PassRecorder())
+    weights, _, programs = _programs(lowered, False)
+    functions, _ = _plan(programs, planner)
+    return {f.name: f for f in functions}, sum(t.nbytes for t in weights.values() if t.trainable)
 
 
 def _programs(lowered: tvm.IRModule, inference_only: bool):

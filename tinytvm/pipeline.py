@@ -25,16 +25,16 @@ def canonicalize() -> list[tvm.transform.Pass]:
     ]
 
 
-def training(trainable, lr: float, momentum: float) -> list[tvm.transform.Pass]:
+def training(trainable, lr: float, momentum: float, update=None) -> list[tvm.transform.Pass]:
     return [
-        passes.Autodiff(trainable),      # loss + gradients of the trainable set only
+        passes.Autodiff(trainable, scheme=update),  # loss + gradients of the trainable set only
         passes.AppendSGD(lr, momentum),  # gradients become in-place weight updates
     ]
 
 
 def default_passes(train) -> list[tvm.transform.Pass]:
     """The graph passes `build` runs for a TrainConfig, in order."""
-    return canonicalize() + training(train.trainable, train.lr, train.momentum)
+    return canonicalize() + training(train.trainable, train.lr, train.momentum, train.update)
 
 
 def pass_names(pass_list) -> list[str]:
