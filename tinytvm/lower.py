@@ -95,10 +95,9 @@ def kernel_symbol(prim_name: str) -> str:
 def kernels_to_c(mod: tvm.IRModule) -> str:
     """C source of every PrimFunc in `mod`, as `TVM_DLL void tt_k_<name>(T *a, ...)`."""
     prims = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
-    work = tvm.IRModule(prims)
-    for name in sorted(prims):
-        work = inline_temporaries(work, name)
-    unpacked = tvm.IRModule({kernel_symbol(n): _to_unpacked(work[n], kernel_symbol(n))
+    # One small module per kernel: a schedule over the whole module costs O(kernels) to create.
+    inlined = {n: inline_temporaries(tvm.IRModule({n: prims[n]}), n)[n] for n in sorted(prims)}
+    unpacked = tvm.IRModule({kernel_symbol(n): _to_unpacked(inlined[n], kernel_symbol(n))
                              for n in sorted(prims)})
     target = Target("c")
     seq = tvm.transform.Sequential([tirx.transform.BindTarget(target), *_LOWER_TO_C])

@@ -31,13 +31,16 @@ class OnnxBuilder:
         self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
         return name
 
-    def conv(self, x, cin, cout, k, stride=1, groups=1, bias=True, name=None):
+    def conv(self, x, cin, cout, k, stride=1, groups=1, bias=True, name=None, weight=None):
+        """`weight`/`bias` may be arrays (pretrained values); otherwise He-initialised."""
         name = name or self._fresh("conv")
         fan_in = cin // groups * k * k
-        w = self.rng.normal(0, np.sqrt(2.0 / fan_in), (cout, cin // groups, k, k))
+        w = self.rng.normal(0, np.sqrt(2.0 / fan_in), (cout, cin // groups, k, k)) \
+            if weight is None else weight
         inputs = [x, self._init(f"{name}.weight", w)]
-        if bias:
-            inputs.append(self._init(f"{name}.bias", self.rng.normal(0, 0.05, cout)))
+        if bias is not False:
+            b = self.rng.normal(0, 0.05, cout) if bias is True else bias
+            inputs.append(self._init(f"{name}.bias", b))
         out = f"{name}.out"
         pad = (k - 1) // 2
         self.nodes.append(helper.make_node(
@@ -81,11 +84,11 @@ class OnnxBuilder:
         self.nodes.append(helper.make_node("Relu", [x], [out], name=out))
         return out
 
-    def relu6(self, x):
-        """Clip(0, 6) with min/max as initializer inputs, as PyTorch exports it (opset >= 11)."""
+    def relu6(self, x, hi: float = 6.0):
+        """Clip(0, hi) with min/max as initializer inputs, as PyTorch exports it (opset >= 11)."""
         out = self._fresh("clip")
         lo = self._scalar(f"{out}.min", 0.0)
-        hi = self._scalar(f"{out}.max", 6.0)
+        hi = self._scalar(f"{out}.max", float(hi))
         self.nodes.append(helper.make_node("Clip", [x, lo, hi], [out], name=out))
         return out
 
