@@ -28,8 +28,9 @@ def _float_conv(b: OnnxBuilder, x: str, conv: QConv) -> str:
     return out
 
 
-def paper_onnx_fp32(name: str | PaperModel = "mbv2-w0.35", num_classes: int = 10,
+def paper_onnx_fp32(name: str | PaperModel = "mbv2-w0.35", num_classes: int | None = 10,
                     resolution: int = 128, seed: int = 0) -> onnx.ModelProto:
+    """`num_classes=None` keeps the pretrained 1000-class classifier (dequantized)."""
     model = load_paper_model(name) if isinstance(name, str) else name
     b = OnnxBuilder(f"{model.name}-fp32", [1, 3, resolution, resolution], seed)
     values = {"input": "input"}
@@ -45,4 +46,13 @@ def paper_onnx_fp32(name: str | PaperModel = "mbv2-w0.35", num_classes: int = 10
             last = b.flatten(b.global_avg_pool(values[op.inputs[0]]))
         values[op.name] = last
     features = model.classifier.in_channels
+    if num_classes is None:
+        cls = model.classifier
+        scales = cls.w_scales.astype(np.float64)
+        weight = cls.weight[:, :, 0, 0].astype(np.float64) * scales[:, None]
+        bias = cls.bias.astype(np.float64) * cls.x_scale * scales
+        out = b.gemm(last, features, cls.out_channels, name=cls.name)
+        b.inits[-2].CopyFrom(onnx.numpy_helper.from_array(weight.astype(np.float32), f"{cls.name}.weight"))
+        b.inits[-1].CopyFrom(onnx.numpy_helper.from_array(bias.astype(np.float32), f"{cls.name}.bias"))
+        return b.finish(out, [1, cls.out_channels])
     return b.finish(b.gemm(last, features, num_classes, name="head"), [1, num_classes])
