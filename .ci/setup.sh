@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=0
-for tool in arm-none-eabi-gcc qemu-system-arm gcc make; do
+for tool in arm-none-eabi-gcc qemu-system-arm gcc make cmake; do
   command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 [ -d /usr/lib/arm-none-eabi/newlib ] || need_apt=1
@@ -13,7 +13,7 @@ if [ "$need_apt" = 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-    gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null
+    gcc make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null
 fi
 
 PY="${PYTHON:-python3}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .memory import Problem, Solution
+from .memory import Buffer, Problem, Solution
 
 
 def kb(n: int) -> str:
@@ -96,3 +96,30 @@ class MemoryReport:
             for b in f.problem.buffers:
                 rows.append((f.name, b.name, f.solution.offsets[b.name], b.size, b.start, b.end))
         return rows
+
+    def to_dict(self) -> dict:
+        """Everything in the report as JSON-ready data (from_dict reads it back)."""
+        return {
+            "target": self.target,
+            "functions": [{
+                "name": f.name, "peak": f.solution.peak,
+                "buffers": [[b.name, b.size, b.start, b.end, b.alignment]
+                            for b in f.problem.buffers],
+                "offsets": dict(f.solution.offsets),
+            } for f in self.functions],
+            "trainable_bytes": self.trainable_bytes, "frozen_bytes": self.frozen_bytes,
+            "constant_bytes": self.constant_bytes, "stack_bytes": self.stack_bytes,
+            "sram_budget": self.sram_budget, "flash_budget": self.flash_budget,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MemoryReport:
+        functions = [FunctionMemory(f["name"], Problem(tuple(Buffer(*b) for b in f["buffers"])),
+                                    Solution(dict(f["offsets"]), f["peak"]))
+                     for f in data["functions"]]
+        return cls(target=data["target"], functions=functions,
+                   trainable_bytes=data["trainable_bytes"], frozen_bytes=data["frozen_bytes"],
+                   constant_bytes=data["constant_bytes"], stack_bytes=data["stack_bytes"],
+                   sram_budget=data.get("sram_budget"), flash_budget=data.get("flash_budget"),
+                   notes=list(data.get("notes", [])))

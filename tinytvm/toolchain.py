@@ -49,6 +49,8 @@ _TOOL_PACKAGES = {
     "gcc": ("gcc",),
     "arm-none-eabi-gcc": ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi"),
     "qemu-system-arm": ("qemu-system-arm",),
+    "make": ("make",),
+    "cmake": ("cmake",),
 }
 
 
