@@ -199,8 +199,34 @@ def _check_loss_before_updates(program: Program) -> None:
                         f"before the loss is known (call {at})")
 
 
-def build_program(func, weights, constants, kind) -> Program:
-    return _Builder(func, weights, constants, kind).build()
+def build_program(func, weights, constants, kind, elementwise: set[str] | None = None) -> Program:
+    """`elementwise`: kernels whose output element i reads element i of every same-shaped input
+    (TVM's op patterns kElemWise/kBroadcast); their output may take over a dying input's storage."""
+    program = _Builder(func, weights, constants, kind).build()
+    if elementwise:
+        _reuse_dying_inputs(program, elementwise)
+    return program
+
+
+def _reuse_dying_inputs(program: Program, elementwise: set[str]) -> None:
+    """In-place element-wise ops: relu, clip, bias add, ... write over an input that no later
+    call reads, so an activation and its pre-activation never need two buffers."""
+    last_read: dict[int, int] = {}
+    for i, call in enumerate(program.calls):
+        for t in call.inputs:
+            last_read[id(t)] = i
+    results = {id(t) for t in program.outputs} | {id(new) for new, _ in program.updates}
+    for i, call in enumerate(program.calls):
+        out = call.output
+        if (call.kernel not in elementwise or out.alias_of is not None or id(out) in results
+                or out.storage != "arena"):
+            continue
+        for t in call.inputs:
+            home = t.home
+            if (home.storage == "arena" and last_read.get(id(t)) == i and t.shape == out.shape
+                    and t.dtype == out.dtype and id(t) not in results):
+                out.alias_of = home
+                break
 
 
 def weight_tensors(func: relax.Function, trainable: set[str]) -> dict[str, Tensor]:

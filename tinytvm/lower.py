@@ -29,6 +29,14 @@ def legalize(mod: tvm.IRModule) -> tvm.IRModule:
     return mod
 
 
+def elementwise_kernels(mod: tvm.IRModule) -> set[str]:
+    """PrimFuncs TVM classifies as element-wise or broadcast (op pattern ≤ kBroadcast)."""
+    annotated = relax.transform.AnnotateTIROpPattern()(mod)
+    return {gv.name_hint for gv, f in annotated.functions.items()
+            if isinstance(f, tirx.PrimFunc) and f.attrs is not None
+            and "op_pattern" in f.attrs and int(f.attrs["op_pattern"]) <= 1}
+
+
 def _unlegalized_ops(func):
     found = []
 
