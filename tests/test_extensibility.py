@@ -133,3 +133,18 @@ def test_conv1d_support_uses_only_the_public_api():
     source = (Path(tinytvm.passes.__file__).parent / "conv1d.py").read_text()
     imports = re.findall(r"^from (\S+) import", source, re.M)
     assert set(imports) <= {"__future__", "tvm", "tinytvm.ir", "tinytvm.passes.gradients"}
+
+
+def test_cli_build_dump_ir(tmp_path):
+    from typer.testing import CliRunner
+
+    from tinytvm.cli import app
+    from tinytvm.models import mbv2_tiny
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(mbv2_tiny().SerializeToString())
+    result = CliRunner().invoke(app, ["build", str(model), "--target", "host", "-o",
+                                      str(tmp_path / "out"), "--dump-ir", str(tmp_path / "ir")])
+    assert result.exit_code == 0, result.output
+    dumped = sorted(p.name for p in (tmp_path / "ir").iterdir())
+    assert dumped[0] == "00_input.py" and any("Autodiff" in d for d in dumped)

@@ -81,6 +81,12 @@ class Artifact:
             (out / fname).write_text(text)
         return out
 
+    def export_library(self, out_dir: str | Path):
+        """A drop-in C library (header, sources, Makefile fragment, CMakeLists.txt)."""
+        from .micro.library import export_library
+
+        return export_library(self, out_dir)
+
     def host_session(self):
         from .session import HostSession
 
@@ -139,6 +145,7 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     num_classes = int(main_view.output.ty.shape[-1])
     sources = emit_c.render(name, {
         "input_elems": int(_prod(input_shape)), "num_classes": num_classes,
+        "output_elems": int(_prod(main_view.output.ty.shape)),
         "arena_bytes": max(report.arena_bytes, 16),
         "trainable_bytes": report.trainable_bytes, "frozen_bytes": report.frozen_bytes,
         "input_ctype": aot.C_TYPES[str(main_view.inputs[0].ty.dtype)],

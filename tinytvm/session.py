@@ -50,9 +50,10 @@ class HostSession:
 
     def infer(self, x) -> np.ndarray:
         x = self._input(x)
-        out = np.zeros(self.artifact.num_classes, self.output_dtype)
+        shape = [int(d) for d in self.artifact.ir["main"].ret_ty.shape]
+        out = np.zeros(int(np.prod(shape)), self.output_dtype)
         self.lib.tt_infer(x.ctypes.data, out.ctypes.data)
-        return out
+        return out if len(shape) == 2 and shape[0] == 1 else out.reshape(shape)
 
     def trained_module(self):
         """The inference model with the weights as trained so far (a Relax IRModule to build)."""

@@ -1,0 +1,252 @@
+"""int8 inference kernels as TIR PrimFuncs, with the paper models' exact semantics.
+
+Each builder returns a private PrimFunc whose buffer parameters are the kernel's inputs then
+its output (the order `relax.call_tir` passes them), with the attribute ``"tt.op"`` naming the
+op (gradient rules key on it) and ``"tt.*"`` attributes holding its static parameters. The
+semantics are those of ``tinytvm.models.paper`` (see its docstring), bit for bit:
+
+- ``qconv2d``: ``acc = conv(x - x_zero, weight)`` in int32, the padding read as ``x_zero``
+  (a conditional read: no padded copy); ``y = clamp(rint((f32(acc) + f32(bias[o])) *
+  scale[o]) + y_zero, -128, 127)``, the sum and the product in float32.
+- ``qclassifier``: the same 1x1 conv over a pooled (1, C, 1, 1) input, written as (1, O).
+- ``qadd``: ``clamp(rint(((f32(b) - zb) * sb + (f32(a) - za) * sa) / so) + zo)``, float32,
+  a true division; ``(sa, sb, so)`` come in a float32[3] tensor.
+- ``qavgpool``: global average, round half to even of ``sum / (H*W)`` in exact integers.
+
+How the C comes out (checked by the tests on the generated source): ``rint`` is TIR's
+``nearbyint``, documented as rounding in the current rounding mode (nearest even by default),
+which TVM 0.27's C backend prints as ``nearbyintf`` (``tirx.round`` happens to print the same;
+``roundf``, half away from zero, never appears). arm-none-eabi-gcc -O2 for the Cortex-M7
+(fpv5) inlines it as ``VRINTR``, which rounds by FPSCR: nearest even after reset. Float
+immediates are printed with 7 significant digits (``1.234568e-01f``), so every non-integer
+float (``scale``, the add's scales) is a tensor read, never a constant; the only float
+constants are zero points and clamp bounds, which are small integers and exact. Each output
+element sums into a one-element local accumulator, so no kernel has a temporary larger than
+4 bytes on the stack.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import tvm
+from tvm import tirx
+from tvm.script import tirx as T
+
+INT8_MIN, INT8_MAX = -128, 127
+ROUNDING_INTRINSIC = "nearbyintf"  # what tirx.nearbyint prints as in TVM's C output
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Static shape of an int8 conv: NCHW input (batch 1), OIHW weight (I = C / groups)."""
+
+    in_channels: int
+    in_hw: tuple[int, int]
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: int = 1
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+
+    def __post_init__(self):
+        c, o, g = self.in_channels, self.out_channels, self.groups
+        if g < 1 or c % g or o % g:
+            raise ValueError(f"groups {g} must divide in_channels {c} and out_channels {o}")
+        if self.stride < 1 or min(self.padding) < 0 or min(self.kernel) < 1:
+            raise ValueError(f"bad stride {self.stride} / padding {self.padding} / kernel "
+                             f"{self.kernel}")
+        if min(self.out_hw) < 1:
+            raise ValueError(f"input {self.in_hw} is smaller than the kernel {self.kernel}")
+
+    @classmethod
+    def of(cls, x_shape, w_shape, stride=1, padding=(0, 0), groups=1) -> ConvGeometry:
+        """From an int8 input shape (1, C, H, W) and a weight shape (O, C / groups, kh, kw)."""
+        n, c, h, w = (int(s) for s in x_shape)
+        o, i, kh, kw = (int(s) for s in w_shape)
+        if n != 1:
+            raise ValueError(f"batch must be 1, got input shape {tuple(x_shape)}")
+        if i * groups != c:
+            raise ValueError(f"weight {tuple(w_shape)} with groups {groups} does not take "
+                             f"{c} input channels")
+        return cls(c, (h, w), o, (kh, kw), int(stride), _pair(padding), int(groups))
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return tuple((s + 2 * p - k) // self.stride + 1
+                     for s, k, p in zip(self.in_hw, self.kernel, self.padding))
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return (1, self.in_channels, *self.in_hw)
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
+
+    @property
+    def y_shape(self) -> tuple[int, ...]:
+        return (1, self.out_channels, *self.out_hw)
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _f32(v) -> tirx.PrimExpr:
+    """A float32 immediate; only for small integers (zero points, bounds), which C prints exactly."""
+    if float(v) != int(v) or abs(int(v)) > 2**20:
+        raise ValueError(f"{v} would not survive TVM's 7-digit float printing; pass it as a tensor")
+    return tirx.const(float(v), "float32")
+
+
+def _requantize(value: tirx.PrimExpr, zero: int) -> tirx.PrimExpr:
+    """int8 ``clamp(rint(value) + zero)``; the sum and the clamp in float32 (exact: below
+    2**24 the sum is exact, beyond it the clamp gives the same bound either way)."""
+    shifted = tirx.nearbyint(value) + _f32(zero)
+    clamped = tirx.max(tirx.min(shifted, _f32(INT8_MAX)), _f32(INT8_MIN))
+    return clamped.astype("int8")
+
+
+@functools.cache  # PrimFuncs are immutable; parsing TVMScript costs ~40 ms a kernel
+def _conv(g: ConvGeometry, x_zero: int, y_zero: int, op: str, flat: bool) -> tirx.PrimFunc:
+    """The one conv kernel behind ``qconv2d`` and ``qclassifier`` (``flat``: y is (1, O))."""
+    (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
+    cin, opg = g.in_channels // g.groups, g.out_channels // g.groups
+    ho, wo = g.out_hw
+    o_count = g.out_channels
+    y_shape = (1, o_count) if flat else g.y_shape
+    attrs = {"tt.op": op, "tt.stride": s, "tt.padding": [ph, pw], "tt.groups": g.groups,
+             "tt.x_zero": int(x_zero), "tt.y_zero": int(y_zero)}
+
+    def channel(o, rc):
+        if g.groups == 1:
+            return rc
+        return o // opg * cin + rc if cin > 1 or opg > 1 else o
+
+    def tap(x, o, rc, row, col):
+        """``x - x_zero`` as int32, 0 in the padding (the input padded with x_zero)."""
+        value = x[0, channel(o, rc), row, col].astype("int32") - x_zero
+        if ph == 0 and pw == 0:
+            return value
+        inside = tirx.all(row >= 0, row < h, col >= 0, col < w)
+        return tirx.if_then_else(inside, value, 0)
+
+    def out(n, o, i, j):
+        return (n, o) if flat else (n, o, i, j)
+
+    def requant(acc, bias, scale, o):
+        total = acc.astype("float32") + bias[o].astype("float32")
+        return _requantize(total * scale[o], y_zero)
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(x: T.Buffer(g.x_shape, "int8"), weight: T.Buffer(g.w_shape, "int8"),
+               bias: T.Buffer((o_count,), "int32"), scale: T.Buffer((o_count,), "float32"),
+               y: T.Buffer(y_shape, "int8")):
+        T.func_attr(attrs)
+        for n, o, i, j in T.grid(1, o_count, ho, wo):
+            with T.sblock("y"):
+                vn, vo, vi, vj = T.axis.remap("SSSS", [n, o, i, j])
+                acc = T.sblock_alloc_buffer((1,), "int32")
+                acc[0] = 0
+                for rc, ry, rx in T.grid(cin, kh, kw):
+                    acc[0] = acc[0] + tap(x, vo, rc, vi * s + ry - ph, vj * s + rx - pw) * T.Cast(
+                        "int32", weight[vo, rc, ry, rx])
+                y[out(vn, vo, vi, vj)] = requant(acc[0], bias, scale, vo)
+
+    return kernel
+
+
+def qconv2d(x_shape, w_shape, *, stride: int = 1, padding=0, groups: int = 1,
+            x_zero: int = 0, y_zero: int = 0) -> tirx.PrimFunc:
+    """int8 conv, per-channel float32 rescale: ``(x, weight, bias, scale) -> y``.
+
+    x int8 (1, C, H, W), weight int8 (O, C / groups, kh, kw) (zero point 0), bias int32 (O,),
+    scale float32 (O,) = ``x_scale * w_scales / y_scale``, y int8 (1, O, Ho, Wo). ``padding``
+    is an int or (ph, pw), filled with ``x_zero``; ``groups`` = C = O is depthwise.
+    """
+    g = ConvGeometry.of(x_shape, w_shape, stride, padding, groups)
+    return _conv(g, int(x_zero), int(y_zero), "qconv2d", False)
+
+
+def qclassifier(x_shape, w_shape, *, x_zero: int = 0, y_zero: int = 0) -> tirx.PrimFunc:
+    """The classifier: a 1x1 ``qconv2d`` over a pooled (1, C, 1, 1) input, y int8 (1, O)."""
+    g = ConvGeometry.of(x_shape, w_shape)
+    if g.in_hw != (1, 1) or g.kernel != (1, 1):
+        raise ValueError(f"qclassifier takes (1, C, 1, 1) and a 1x1 weight, got {tuple(x_shape)}"
+                         f" and {tuple(w_shape)}")
+    return _conv(g, int(x_zero), int(y_zero), "qclassifier", True)
+
+
+def qadd(shape, *, a_zero: int, b_zero: int, out_zero: int) -> tirx.PrimFunc:
+    """Residual int8 add: ``(a, b, scales) -> y``, all int8 ``shape`` but scales float32 (3,).
+
+    ``scales = (sa, sb, so)``; ``a`` is the block's last conv output, ``b`` the block input:
+    ``y = clamp(rint(((f32(b) - b_zero) * sb + (f32(a) - a_zero) * sa) / so) + out_zero)``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 4:
+        raise ValueError(f"qadd takes NCHW tensors, got shape {shape}")
+    return _qadd(shape, int(a_zero), int(b_zero), int(out_zero))
+
+
+@functools.cache
+def _qadd(shape: tuple[int, ...], a_zero: int, b_zero: int, out_zero: int) -> tirx.PrimFunc:
+    attrs = {"tt.op": "qadd", "tt.a_zero": int(a_zero), "tt.b_zero": int(b_zero),
+             "tt.out_zero": int(out_zero)}
+
+    def value(a, b, scales, idx):
+        x1 = (b[idx].astype("float32") - _f32(b_zero)) * scales[1]
+        x2 = (a[idx].astype("float32") - _f32(a_zero)) * scales[0]
+        return _requantize((x1 + x2) / scales[2], out_zero)
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(a: T.Buffer(shape, "int8"), b: T.Buffer(shape, "int8"),
+               scales: T.Buffer((3,), "float32"), y: T.Buffer(shape, "int8")):
+        T.func_attr(attrs)
+        for n, c, i, j in T.grid(*shape):
+            with T.sblock("y"):
+                vn, vc, vi, vj = T.axis.remap("SSSS", [n, c, i, j])
+                y[vn, vc, vi, vj] = value(a, b, scales, (vn, vc, vi, vj))
+
+    return kernel
+
+
+def qavgpool(x_shape) -> tirx.PrimFunc:
+    """Global int8 average pool (1, C, H, W) -> (1, C, 1, 1): ``sum / (H*W)`` rounded half to
+    even, in integers (the mean of int8 values stays in int8: no clamp)."""
+    n_, c, h, w = (int(s) for s in x_shape)
+    if n_ != 1 or h * w < 1:
+        raise ValueError(f"qavgpool takes (1, C, H, W), got {tuple(x_shape)}")
+    return _qavgpool(c, h, w)
+
+
+@functools.cache
+def _qavgpool(c: int, h: int, w: int) -> tirx.PrimFunc:
+    count = h * w
+
+    def rounded_mean(total):
+        q, r = tirx.floordiv(total, count), tirx.floormod(total, count)
+        up = tirx.any(r * 2 > count, tirx.all(r * 2 == count, tirx.floormod(q, 2) == 1))
+        return (q + up.astype("int32")).astype("int8")
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(x: T.Buffer((1, c, h, w), "int8"), y: T.Buffer((1, c, 1, 1), "int8")):
+        T.func_attr({"tt.op": "qavgpool"})
+        for n, ch in T.grid(1, c):
+            with T.sblock("y"):
+                vn, vc = T.axis.remap("SS", [n, ch])
+                total = T.sblock_alloc_buffer((1,), "int32")
+                total[0] = 0
+                for i, j in T.grid(h, w):
+                    total[0] = total[0] + T.Cast("int32", x[vn, vc, i, j])
+                y[vn, vc, 0, 0] = rounded_mean(total[0])
+
+    return kernel
+
+
+def tt_op(func: tvm.tirx.PrimFunc) -> str | None:
+    """The ``"tt.op"`` attribute of a PrimFunc (None for kernels not built here)."""
+    attrs = func.attrs
+    return str(attrs["tt.op"]) if attrs is not None and "tt.op" in attrs else None
