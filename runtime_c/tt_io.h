@@ -24,6 +24,10 @@ void tt_put_hex32(uint32_t v);
  * does), infinities print "inf" / "-inf", negative zero prints "-0.000000". */
 void tt_put_float(float v);
 
+/* Exit codes of a crashed program on the Cortex-M7 (fault handler). */
+#define TT_EXIT_FAULT 250
+#define TT_EXIT_STACK_OVERFLOW 251
+
 /* Ends the program; the host process or QEMU exits with this status. */
 __attribute__((noreturn)) void tt_exit(int code);
 

@@ -262,7 +262,8 @@ def test_a_fault_exits_with_250(tmp_path):
     assert rc == 250
 
 
-def test_a_stack_overflow_exits_with_250(tmp_path):
+def test_a_stack_overflow_hits_the_mpu_guard_and_exits_with_251(tmp_path):
+    """The MPU guard at the bottom of the stack turns an overflow into its own exit code."""
     src = _write(tmp_path, "recurse.c", RECURSE_C)
     small = compile_cortex_m(
         [src], [], tmp_path / "small.elf", "mps2-an500", stack_bytes=2048
@@ -270,7 +271,7 @@ def test_a_stack_overflow_exits_with_250(tmp_path):
     large = compile_cortex_m(
         [src], [], tmp_path / "large.elf", "mps2-an500", stack_bytes=128 * 1024
     )
-    assert run_qemu(small).returncode == 250
+    assert run_qemu(small).returncode == 251
     result = run_qemu(large)
     assert (result.returncode, result.stdout) == (0, "1000")
 

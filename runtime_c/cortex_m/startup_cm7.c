@@ -4,7 +4,8 @@
 
 #include "tt_io.h"
 
-#define FAULT_EXIT_CODE 250 /* what the test harnesses take to mean "the program crashed" */
+/* tt_core_cm7.c: TT_EXIT_STACK_OVERFLOW when the MPU stack guard was hit, else TT_EXIT_FAULT. */
+int tt_fault_code(void);
 
 extern uint32_t __StackTop[];
 extern int main(void);
@@ -102,8 +103,6 @@ __attribute__((naked, noreturn)) void Fault_Handler(void)
     __asm volatile(
         "ldr r0, =__StackTop\n"
         "mov sp, r0\n"
-        "movs r0, %0\n"
-        "b tt_exit\n"
-        :
-        : "i"(FAULT_EXIT_CODE));
+        "bl tt_fault_code\n"
+        "b tt_exit\n");
 }
