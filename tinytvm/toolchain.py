@@ -387,9 +387,12 @@ _QEMU_ARGS = (
 
 
 def run_qemu(
-    elf: str | Path, *, timeout: float = 120, icount: bool = False
+    elf: str | Path, *, timeout: float = 120, icount: bool = False,
+    cwd: str | Path | None = None,
 ) -> QemuResult:
     """Run a mps2-an500 ELF in QEMU until it calls tt_exit (or faults: exit status 250).
+
+    `cwd` is where semihosting file operations land (e.g. the emulated checkpoint flash).
 
     icount=True also counts executed guest instructions with a small TCG plugin (built once into
     the user's cache directory); if the plugin cannot be built or loaded, instructions is None.
@@ -401,10 +404,10 @@ def run_qemu(
     plugin = _insncount_plugin() if icount else None
     with tempfile.TemporaryDirectory(prefix="tinytvm-qemu-") as tmp:
         count_file = Path(tmp) / "insns.txt"
-        proc = _qemu_once(qemu, elf, timeout, plugin, count_file)
+        proc = _qemu_once(qemu, elf.resolve(), timeout, plugin, count_file, cwd)
         if plugin is not None and _plugin_refused(proc):
             plugin = None
-            proc = _qemu_once(qemu, elf, timeout, None, count_file)
+            proc = _qemu_once(qemu, elf.resolve(), timeout, None, count_file, cwd)
         if proc.returncode != 0 and "qemu-system-arm:" in proc.stderr:
             raise ToolchainError(f"QEMU could not run {elf}:\n{_head(proc)}")
         instructions = _read_count(count_file) if plugin is not None else None
@@ -412,7 +415,7 @@ def run_qemu(
 
 
 def _qemu_once(
-    qemu: str, elf: Path, timeout: float, plugin: Path | None, count_file: Path
+    qemu: str, elf: Path, timeout: float, plugin: Path | None, count_file: Path, cwd=None
 ):
     cmd = [qemu, *_QEMU_ARGS, "-kernel", str(elf)]
     if plugin is not None:
@@ -427,6 +430,7 @@ def _qemu_once(
             errors="replace",
             timeout=timeout,
             env=env,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as exc:
         raise ToolchainError(
