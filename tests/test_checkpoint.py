@@ -99,3 +99,26 @@ def test_stm32f746_flash_backend_links(firmware, tmp_path):
     with open(elf, "rb") as f:
         symbols = ELFFile(f).get_section_by_name(".symtab")
         assert symbols.get_symbol_by_name("tt_nv_erase") and symbols.get_symbol_by_name("tt_checkpoint_save")
+
+
+def test_host_file_backend_restores_after_restart(tmp_path):
+    import subprocess
+
+    from tinytvm.toolchain import compile_host_executable
+
+    art = cached_build("mbv2_tiny", "mps2-an500", 0.05, 0.9)
+    lib = tmp_path / "lib"
+    art.export_library(lib)
+    rng = np.random.default_rng(1)
+    data = Dataset.quantize(rng.normal(size=(4, 64)), rng.integers(0, 10, 4), -3, 3)
+    (lib / "dataset.h").write_text(dataset_header(data, data, 2))
+    exe = compile_host_executable(
+        [lib / "model.c", lib / "tt_state.c", lib / "tt_crc32.c",
+         RUNTIME_C / "checkpoint" / "tt_checkpoint.c", RUNTIME_C / "host" / "tt_nv_file.c",
+         RUNTIME_C / "harness" / "checkpoint_main.c"],
+        [lib, RUNTIME_C / "checkpoint"], tmp_path / "ckpt", extra_cflags=[f"-DTT_NV_SLOT_BYTES={SLOT}"])
+    first = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True)
+    second = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == second.returncode == 0
+    last_crc = re.findall(r"^saved seq 2 crc (0x[0-9a-f]+)", first.stdout, re.M)[0]
+    assert second.stdout.startswith(f"boot restored seq 2 crc {last_crc}")
