@@ -157,3 +157,31 @@ def test_tinytvm_run_in_a_subprocess_trains_in_qemu(built, tmp_path):
     assert "device: mps2-an500" in proc.stdout and "instructions" in proc.stdout
     assert "done building the mps2-an500 firmware" in proc.stderr
     assert shutil.which("qemu-system-arm")
+
+
+def test_sparse_search_then_build_with_the_scheme(tmp_path, monkeypatch):
+    """`tinytvm sparse-search` writes a scheme within budget that `tinytvm build --update` uses."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from tinytvm.cli import app
+    from tinytvm.models import mbv2_tiny
+    from tinytvm.sparse import UpdateScheme, memory_cost
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the contribution cache goes to a fresh place
+    model = tmp_path / "m.onnx"
+    model.write_bytes(mbv2_tiny().SerializeToString())
+    budget = memory_cost(mbv2_tiny(), UpdateScheme(bias_last=3)).total + 2048
+    runner = CliRunner()
+    found = runner.invoke(app, ["sparse-search", str(model), "--budget", str(budget), "-o",
+                                str(tmp_path / "scheme.json"), "--steps", "20", "--eval", "40",
+                                "--generations", "3"])
+    assert found.exit_code == 0, found.output
+    scheme = UpdateScheme.from_json((tmp_path / "scheme.json").read_text())
+    assert memory_cost(mbv2_tiny(), scheme).total <= budget
+    built = runner.invoke(app, ["build", str(model), "--target", "mps2-an500", "--update",
+                                str(tmp_path / "scheme.json"), "-o", str(tmp_path / "out")])
+    assert built.exit_code == 0, built.output
+    settings = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert UpdateScheme.from_json(settings["train"]["update"]) == scheme

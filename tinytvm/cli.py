@@ -118,6 +118,10 @@ def build(
     planner: Annotated[Planner, typer.Option(help="Arena planner.")] = Planner.greedy,
     name: Annotated[str, typer.Option(
         help="Model name: the C files are NAME.h and NAME.c.")] = "model",
+    update: Annotated[Path | None, typer.Option(
+        "--update", metavar="SCHEME.json",
+        help="A sparse-update scheme (from `tinytvm sparse-search`) instead of --trainable.",
+        exists=True, dir_okay=False, show_default=False)] = None,
     # DUMP-IR (issue 10): the IR after every pass, through tinytvm.build(dump_ir=...).
     dump_ir: Annotated[Path | None, typer.Option(
         "--dump-ir", metavar="DIR", file_okay=False,
@@ -141,10 +145,13 @@ def build(
     from tinytvm.micro import export_library
 
     with _errors():
-        train = tinytvm.TrainConfig(lr=lr, momentum=momentum, trainable=trainable or None)
+        scheme = tinytvm.UpdateScheme.from_json(update.read_text()) if update else None
+        train = tinytvm.TrainConfig(lr=lr, momentum=momentum, trainable=trainable or None,
+                                    update=scheme)
         settings = {
             "model": str(model.resolve()), "target": target.value, "name": name,
-            "train": {"lr": lr, "momentum": momentum, "trainable": trainable or None},
+            "train": {"lr": lr, "momentum": momentum, "trainable": trainable or None,
+                      "update": scheme.to_json() if scheme else None},
             "sram_budget": parse_bytes(budget), "flash_budget": parse_bytes(flash_budget),
             "stack_bytes": parse_bytes(stack), "planner": planner.value,
         }
@@ -401,6 +408,59 @@ def _tensor_table(memory, top: int) -> Table:
         for _, tensor, offset, size, start, end in sorted(mine, key=lambda r: (r[2], r[4])):
             table.add_row(function, tensor, f"{offset:,}", f"{size:,}", f"[{start}, {end})")
     return table
+
+
+# --- sparse-search -----------------------------------------------------------------------------
+
+
+@app.command("sparse-search", epilog="Example:\n\n    tinytvm sparse-search model.onnx --data digits "
+             "--budget 64KB -o scheme.json && tinytvm build model.onnx --update scheme.json -o out/")
+def sparse_search(
+    model: Annotated[Path, typer.Argument(
+        metavar="MODEL", help="The ONNX model to fine-tune.", exists=True, dir_okay=False,
+        show_default=False)],
+    budget: Annotated[str, typer.Option(
+        "--budget", metavar="SIZE",
+        help="Memory budget for the step: training arena + trainable weights, e.g. 256KB.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Where to write the scheme (JSON).", show_default=False)],
+    data: Annotated[str, typer.Option(
+        help="Training data: digits, random, or a .npz with arrays x and y.")] = "digits",
+    steps: Annotated[int, typer.Option(help="Fine-tuning steps per candidate.", min=1)] = 100,
+    eval_samples: Annotated[int, typer.Option(
+        "--eval", help="Held-out samples scoring each candidate.", min=1)] = 100,
+    lr: Annotated[float, typer.Option(help="SGD learning rate.", min=0.0)] = 0.05,
+    generations: Annotated[int, typer.Option(help="Evolutionary search generations.")] = 20,
+) -> None:
+    """Find which biases, weights and channel fractions to update under a memory budget.
+
+    Runs the paper's method on your data: **contribution analysis** (fine-tune each candidate
+    with the C that tinytvm generates, on the host, and measure the accuracy it adds; cached in
+    ~/.cache/tinytvm), then an **evolutionary search** that maximises the summed contribution
+    while the step's memory (the build's own plan) stays within --budget. Writes the scheme as
+    JSON for `tinytvm build --update`.
+    """
+    from tinytvm.build import _as_module, parse_bytes
+    from tinytvm.micro.data import load_samples
+    from tinytvm.sparse_search import analyze_contributions, search_scheme
+
+    with _errors():
+        module = _as_module(str(model))
+        main = module["main"]
+        shape = [int(v) for v in main.params[0].ty.shape][1:]
+        classes = int(main.ret_ty.shape[-1])
+        x, y = load_samples(data, shape, classes)
+        x = x.reshape(len(x), 1, *shape)
+        train, held_out = (x[eval_samples:], y[eval_samples:]), (x[:eval_samples], y[:eval_samples])
+        if len(train[1]) == 0:
+            raise ValueError(f"--data {data} has {len(y)} samples: none left after --eval")
+        contributions = analyze_contributions(str(model), train, held_out, steps=steps, lr=lr)
+        result = search_scheme(str(model), contributions, budget, lr=lr, generations=generations)
+        out.write_text(result.scheme.to_json() + "\n")
+    console.print(f"base accuracy {contributions.base_accuracy:.1%}; best scheme "
+                  f"{result.scheme} (+{result.score:.1%} expected), memory "
+                  f"{result.cost.total:,} B ≤ {parse_bytes(budget):,} B "
+                  f"({result.evaluated} candidates costed) → {out}")
 
 
 # --- helpers ------------------------------------------------------------------------------------

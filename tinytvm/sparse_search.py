@@ -59,7 +59,12 @@ def fine_tune_accuracy(model, scheme: UpdateScheme, train, evaluation, *, steps:
 
 
 def _cache_key(model, settings: dict) -> str:
-    blob = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model).encode()
+    if hasattr(model, "SerializeToString"):
+        blob = model.SerializeToString()
+    elif isinstance(model, (str, Path)) and Path(model).is_file():
+        blob = Path(model).read_bytes()
+    else:  # a Relax module: its printed form
+        blob = model.script(show_meta=True).encode()
     h = hashlib.sha256(blob)
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()[:16]
