@@ -104,7 +104,7 @@ def _as_module(model) -> tvm.IRModule:
 
 def build(model, target: str = "host", train: TrainConfig | None = None, *,
           sram_budget=None, flash_budget=None, stack_bytes: int = 16 * 1024,
-          planner: str = "greedy", name: str = "model", passes=None,
+          planner: str = "auto", name: str = "model", passes=None,
           dump_ir: str | Path | None = None, reorder: bool = True,
           verify: bool = True, inference_only: bool = False) -> Artifact:
     """Compile `model` to a C training step (`tt_train_step`) and inference (`tt_infer`).
@@ -171,7 +171,7 @@ def _graph(mod: tvm.IRModule, passes, reorder: bool, recorder: PassRecorder):
     return mod, lowered
 
 
-def plan_memory(model, train: TrainConfig, planner: str = "greedy", reorder: bool = True):
+def plan_memory(model, train: TrainConfig, planner: str = "auto", reorder: bool = True):
     """The arena plans `build` would make for this model and config, without emitting any C:
     {function name: FunctionMemory}, plus the trainable (SRAM) bytes."""
     _, lowered = _graph(_as_module(model), default_passes(train), reorder, PassRecorder())

@@ -65,7 +65,10 @@ class RunBoard(str, Enum):
 
 
 class Planner(str, Enum):
+    auto = "auto"
     greedy = "greedy"
+    bestfit = "bestfit"
+    exact = "exact"
     linear = "linear"
 
 
@@ -115,7 +118,9 @@ def build(
         "Default: the chip's flash.", show_default=False)] = None,
     stack: Annotated[str, typer.Option(
         "--stack", metavar="SIZE", help="Stack reserved for a step.")] = "16KB",
-    planner: Annotated[Planner, typer.Option(help="Arena planner.")] = Planner.greedy,
+    planner: Annotated[Planner, typer.Option(
+        help="Arena planner: auto (best heuristic, then an exact search while above the lower "
+             "bound), greedy (TFLite Micro's), bestfit, exact, linear (no reuse).")] = Planner.auto,
     name: Annotated[str, typer.Option(
         help="Model name: the C files are NAME.h and NAME.c.")] = "model",
     update: Annotated[Path | None, typer.Option(

@@ -131,7 +131,7 @@ class MemoryCost:
 
 
 def memory_cost(model, scheme: UpdateScheme, lr: float = 0.01, momentum: float = 0.0,
-                planner: str = "greedy") -> MemoryCost:
+                planner: str = "auto") -> MemoryCost:
     """What a scheme costs: the same plan `tinytvm.build` makes (same passes, order, planner),
     without generating C — so it agrees with the build by construction."""
     from .build import TrainConfig, plan_memory

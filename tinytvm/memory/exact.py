@@ -1,218 +1,160 @@
-"""Exact arena placement: a branch and bound after MiniMalloc (Moffitt, ASPLOS 2024).
+"""Exact and automatic arena planners: the search of `search.py` driven to the lowest
+peak it can find, or prove, within a budget, always starting from a heuristic plan.
 
-The search answers "do all buffers fit in `cap` bytes?" and only ever builds *canonical*
-plans: buffers are placed in non-decreasing offset order, each at the lowest aligned
-offset clear of the buffers placed before it (its "minimum offset"). Every plan can be
-turned into such a plan with no higher peak by sliding buffers down until none can
-move, so searching canonical plans loses nothing, and three rules prune the rest:
+The peak is minimised by probing arena sizes ("does everything fit in T bytes?"): first
+the lower bound, which is the optimum surprisingly often, then by bisection between the
+highest size given up on (or proven too small) and the best peak found so far. The first
+probe may spend FIRST_PROBE_SHARE of the budget, each later one half of what is left.
+Independent groups of buffers are searched apart, and only the groups whose current plan
+does not fit the probe.
 
-- order: the (offset, preorder rank) of successive placements only grows, so a set of
-  placements is tried in one order only;
-- dominance: a buffer is never placed at or above the top another unplaced buffer would
-  have at its own minimum offset (that one could slide into the gap below);
-- sections: at each step of time (a "section"), the unplaced buffers alive there stack
-  above both the current offset and the top of the placed ones, and must fit under cap.
-
-Buffers whose lifetimes never chain together are independent subproblems, solved apart.
-The search counts nodes, so with a node limit it is deterministic; a wall-clock limit
-can be added but makes the result depend on the machine.
-
-Requires: a Problem; size-0 buffers are not searched (they get offset 0).
-Guarantees: the returned plan is canonical, validates, and its peak is <= cap.
+Budgets count search nodes, so results are deterministic; a wall-clock limit can be given
+instead or as well, and then the plan may depend on the machine's speed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 
-import numpy as np
+from .bestfit import plan_bestfit
+from .problem import Problem, Solution
+from .search import Counter, Group, Outcome, components
 
-from .bestfit import breadths
-from .problem import Buffer, Problem, live_pairs
-
-
-class Outcome(Enum):
-    FOUND = "found"
-    INFEASIBLE = "infeasible"  # the whole tree was searched: nothing fits in cap
-    ABORTED = "aborted"  # the node or time limit ran out first
+# A node is one placement tried: some 20-50 thousand a second in CPython on MiniMalloc's
+# adversarial instances (more on easy ones), so these cost a few seconds at most.
+EXACT_NODE_LIMIT = 50_000
+AUTO_NODE_LIMIT = 50_000
+AUTO_MAX_BUFFERS = 1_000
+AUTO_TOLERANCE = 1e-3
+# The lower bound is the optimum more often than not (always, on MiniMalloc's instances
+# whose capacity is their bound), so the first probe gets this share of the budget.
+FIRST_PROBE_SHARE = 0.75
 
 
 @dataclass(frozen=True)
-class Budget:
-    """Search limits shared by every search of one planning call.
+class Minimized:
+    """A plan, and the largest arena size proven necessary (lower bound or better)."""
 
-    `nodes` bounds the placements tried (deterministic); `deadline` is an absolute
-    time.perf_counter() value or None.
-    """
+    solution: Solution
+    bound: int
 
-    nodes: int
-    deadline: float | None = None
-
-
-class Counter:
-    """Nodes left in a Budget, spent by successive searches."""
-
-    def __init__(self, budget: Budget):
-        self.left = budget.nodes
-        self.deadline = budget.deadline
-
-    def exhausted(self) -> bool:
-        if self.left <= 0:
-            return True
-        return self.deadline is not None and time.perf_counter() > self.deadline
+    @property
+    def optimal(self) -> bool:
+        return self.solution.peak <= self.bound
 
 
-def components(buffers: Sequence[Buffer]) -> list[tuple[Buffer, ...]]:
-    """Groups of buffers whose lifetimes chain together; no buffer spans two groups.
+def minimize(
+    problem: Problem,
+    start: Solution,
+    node_limit: int,
+    time_limit: float | None = None,
+    tolerance: float = 0.0,
+) -> Minimized:
+    """Search for plans below `start` (a valid plan); see the module docstring. Stops
+    early once the peak is within `tolerance` (relative) of the proven bound."""
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    counter = Counter(node_limit, deadline)
+    plan = _GroupedPlan(problem, start)
+    bound = lo = target = problem.lower_bound()
 
-    Groups come in time order, buffers in each group by (start, name).
-    """
-    groups: list[list[Buffer]] = []
-    end = None
-    for buf in sorted(buffers, key=lambda b: (b.start, b.name)):
-        if end is None or buf.start >= end:
-            groups.append([])
-            end = buf.end
-        groups[-1].append(buf)
-        end = max(end, buf.end)
-    return [tuple(g) for g in groups]
+    def settled() -> bool:
+        return plan.peak() <= max(lo, bound * (1 + tolerance)) or counter.exhausted()
 
-
-def _preorders(buffers: Sequence[Buffer]) -> list[Callable[[Buffer], tuple]]:
-    """MiniMalloc's default static orders, all descending, ties by name:
-    T = breadth (most live bytes over the lifetime), W = width in sections,
-    A = area (size x duration)."""
-    breadth = breadths(buffers)
-    times = sorted({t for b in buffers for t in (b.start, b.end)})
-    index = {t: i for i, t in enumerate(times)}
-
-    def width(b: Buffer) -> int:
-        return index[b.end] - index[b.start]
-
-    def area(b: Buffer) -> int:
-        return b.aligned_size * (b.end - b.start)
-
-    return [
-        lambda b: (-width(b), -area(b), -breadth[b.name], b.name),  # WAT
-        lambda b: (-breadth[b.name], -area(b), -width(b), b.name),  # TAW
-        lambda b: (-breadth[b.name], -width(b), -area(b), b.name),  # TWA
-    ]
+    share = FIRST_PROBE_SHARE  # of what is left, for the probe at the lower bound
+    while not settled():
+        nodes = max(int(counter.left * share), 1)
+        seconds = None if deadline is None else (deadline - time.perf_counter()) * share
+        probe = counter.share(nodes, seconds)
+        share = 0.5  # for every later probe
+        outcome = plan.fit(target, probe)
+        counter.settle(probe, nodes)
+        if outcome is not Outcome.FOUND:
+            lo = target + 1  # given up on, or proven too small
+            bound = lo if outcome is Outcome.INFEASIBLE else bound
+        target = (lo + plan.peak()) // 2
+    return Minimized(plan.solution(), bound)
 
 
-class Instance:
-    """One group of sized buffers as arrays, indexed in one preorder.
+class _GroupedPlan:
+    """A plan kept per independent group of buffers; a probe replaces a group's part."""
 
-    Section k is the time span [times[k], times[k+1]); buffer i covers sections
-    [sec_lo[i], sec_hi[i]).
-    """
+    def __init__(self, problem: Problem, start: Solution):
+        self.offsets = dict(start.offsets)
+        sized = [b for b in problem.buffers if b.size]
+        self.groups = [Group(c) for c in components(sized)]
+        self.tops = [self._top(g) for g in self.groups]
 
-    def __init__(self, buffers: Sequence[Buffer]):
-        self.buffers = tuple(buffers)
-        times = sorted({t for b in self.buffers for t in (b.start, b.end)})
-        index = {t: i for i, t in enumerate(times)}
-        n = len(self.buffers)
-        self.size = np.array([b.aligned_size for b in self.buffers], dtype=np.int64)
-        self.align = np.array([b.alignment for b in self.buffers], dtype=np.int64)
-        self.sec_lo = [index[b.start] for b in self.buffers]
-        self.sec_hi = [index[b.end] for b in self.buffers]
-        self.sec_total = np.zeros(max(len(times) - 1, 0), dtype=np.int64)
-        for i in range(n):
-            self.sec_total[self.sec_lo[i] : self.sec_hi[i]] += self.size[i]
-        position = {b.name: i for i, b in enumerate(self.buffers)}
-        neighbors: list[list[int]] = [[] for _ in range(n)]
-        for a, b in live_pairs(self.buffers):
-            neighbors[position[a.name]].append(position[b.name])
-            neighbors[position[b.name]].append(position[a.name])
-        self.neighbors = [np.array(sorted(nb), dtype=np.int64) for nb in neighbors]
+    def _top(self, group: Group) -> int:
+        return max(self.offsets[b.name] + b.aligned_size for b in group.buffers)
 
+    def peak(self) -> int:
+        return max(self.tops, default=0)
 
-class _Search:
-    """Depth-first search for a canonical plan of one Instance under `cap` bytes."""
+    def solution(self) -> Solution:
+        return Solution(dict(self.offsets), peak=self.peak())
 
-    def __init__(self, inst: Instance, cap: int):
-        self.inst, self.cap = inst, cap
-        n = len(inst.buffers)
-        self.ids = np.arange(n)
-        self.min_offset = np.zeros(n, dtype=np.int64)
-        self.placed = np.zeros(n, dtype=bool)
-        self.offset = np.zeros(n, dtype=np.int64)
-        self.floor = np.zeros_like(inst.sec_total)
-        self.total = inst.sec_total.copy()
-
-    def run(self, counter: Counter) -> Outcome:
-        if self.total.max(initial=0) > self.cap:
-            return Outcome.INFEASIBLE
-        # Each frame: (candidates, next position, undo record of the current choice).
-        stack = [[self._candidates(-1, -1), 0, None]]
-        while stack:
-            frame = stack[-1]
-            if frame[2] is not None:
-                self._undo(frame[2])
-                frame[2] = None
-            if frame[1] == len(frame[0]):
-                stack.pop()
+    def fit(self, cap: int, counter: Counter) -> Outcome:
+        """Bring every group under `cap`; stops at the first group that does not fit.
+        Groups brought under cap keep their new, lower plans either way."""
+        for i, group in enumerate(self.groups):
+            if self.tops[i] <= cap:
                 continue
-            b = frame[0][frame[1]]
-            frame[1] += 1
-            if counter.exhausted():
-                return Outcome.ABORTED
-            counter.left -= 1
-            undo = self._place(b)
-            if not self._fits(int(self.offset[b])):
-                self._undo(undo)
-                continue
-            frame[2] = undo
-            if self.placed.all():
-                return Outcome.FOUND
-            stack.append([self._candidates(int(self.offset[b]), b), 0, None])
-        return Outcome.INFEASIBLE
-
-    def offsets(self) -> dict[str, int]:
-        return {b.name: int(o) for b, o in zip(self.inst.buffers, self.offset)}
-
-    def _candidates(self, last_offset: int, last: int) -> list[int]:
-        """Unplaced buffers that may come next, by (minimum offset, preorder rank)."""
-        mo, unplaced = self.min_offset, ~self.placed
-        lowest_top = (mo + self.inst.size)[unplaced].min()
-        later = (mo > last_offset) | ((mo == last_offset) & (self.ids > last))
-        cand = np.flatnonzero(unplaced & (mo < lowest_top) & later)
-        return cand[np.lexsort((cand, mo[cand]))].tolist()
-
-    def _place(self, b: int):
-        inst, mo = self.inst, self.min_offset
-        offset = int(mo[b])
-        top = offset + int(inst.size[b])
-        nb = inst.neighbors[b]
-        old_mo = mo[nb]
-        align = inst.align[nb]
-        mo[nb] = np.maximum(old_mo, -(-top // align) * align)
-        lo, hi = inst.sec_lo[b], inst.sec_hi[b]
-        old_floor = self.floor[lo:hi].copy()
-        self.floor[lo:hi] = top  # placements rise, so the newest is the top of its sections
-        self.total[lo:hi] -= inst.size[b]
-        self.placed[b] = True
-        self.offset[b] = offset
-        return b, old_mo, old_floor
-
-    def _undo(self, record) -> None:
-        b, old_mo, old_floor = record
-        inst = self.inst
-        self.min_offset[inst.neighbors[b]] = old_mo
-        lo, hi = inst.sec_lo[b], inst.sec_hi[b]
-        self.floor[lo:hi] = old_floor
-        self.total[lo:hi] += inst.size[b]
-        self.placed[b] = False
-
-    def _fits(self, offset: int) -> bool:
-        """Section rule: what is left of every section still fits under cap."""
-        return int((np.maximum(self.floor, offset) + self.total).max()) <= self.cap
+            outcome, offsets = group.fit(cap, counter)
+            if outcome is not Outcome.FOUND:
+                return outcome
+            self.offsets.update(offsets)
+            self.tops[i] = self._top(group)
+        return Outcome.FOUND
 
 
-def search(inst: Instance, cap: int, counter: Counter) -> tuple[Outcome, dict[str, int]]:
-    """Whether `inst` fits in `cap` bytes: the outcome, and the offsets if FOUND."""
-    s = _Search(inst, cap)
-    outcome = s.run(counter)
-    return outcome, s.offsets() if outcome is Outcome.FOUND else {}
+def plan_exact(
+    problem: Problem,
+    *,
+    node_limit: int = EXACT_NODE_LIMIT,
+    time_limit: float | None = None,
+    start: Solution | None = None,
+) -> Solution:
+    """The lowest-peak plan a MiniMalloc-style branch and bound finds within its limits.
+
+    Starts from `start` (default: plan_bestfit's plan). Without a time_limit (seconds)
+    the plan is a deterministic function of the problem and node_limit.
+
+    Requires: node_limit >= 0, time_limit None or >= 0, else ValueError.
+    Guarantees: peak <= start's peak (so <= plan_greedy's by default); the peak is
+    optimal whenever the search ends inside its limits (`minimize` returns the proof).
+    Problems with one alignment mostly end so; mixed alignments with odd sizes can
+    leave a few bytes above the bound unproven, at the cost of the whole budget.
+    """
+    _check_limits("plan_exact", node_limit, time_limit)
+    start = start if start is not None else plan_bestfit(problem)
+    return minimize(problem, start, node_limit, time_limit).solution
+
+
+def plan_auto(
+    problem: Problem,
+    *,
+    node_limit: int = AUTO_NODE_LIMIT,
+    time_limit: float | None = None,
+    max_buffers: int = AUTO_MAX_BUFFERS,
+    tolerance: float = AUTO_TOLERANCE,
+) -> Solution:
+    """plan_bestfit's plan, improved by the exact search when it is more than
+    `tolerance` (relative) above the lower bound and the problem has at most
+    `max_buffers` buffers. The search stops as soon as it is within tolerance.
+
+    The default node limit costs at most about 2 s; deterministic unless a time_limit
+    is given. Requires: limits >= 0 (time_limit may be None), else ValueError.
+    Guarantees: peak <= plan_bestfit's peak <= plan_greedy's peak.
+    """
+    _check_limits("plan_auto", node_limit, time_limit, max_buffers, tolerance)
+    best = plan_bestfit(problem)
+    bound = problem.lower_bound()
+    if best.peak <= bound * (1 + tolerance) or len(problem.buffers) > max_buffers:
+        return best
+    return minimize(problem, best, node_limit, time_limit, tolerance).solution
+
+
+def _check_limits(planner: str, *limits: float | None) -> None:
+    if any(limit is not None and limit < 0 for limit in limits):
+        raise ValueError(f"{planner}: limits must be >= 0, got {limits}")
