@@ -7,9 +7,10 @@ Guarantees: the bindings are a topological order of the data dependences plus on
 write it in place (its storage is `w`'s own, costing no arena byte). Each update is thereby free
 to run as soon as its gradient exists, and its gradient buffer dies right there (the paper's
 "operator reordering" / in-place gradient application). The order is a greedy list schedule
-(at each step the ready kernel that grows live memory least, ties in the original order); it is
-kept only if its peak of live bytes is below the original order's, so the pass never makes a
-step worse. Every update also waits for the loss, so the step can still be rejected on a NaN/inf loss
+(at each step the ready kernel that grows live memory least, ties in the original order), or
+for steps of at most 12 kernels the exact optimum (dynamic programming over scheduled sets);
+it is kept only if its peak of live bytes is below the original order's, so the pass never
+makes a step worse. Every update also waits for the loss, so the step can still be rejected on a NaN/inf loss
 before any weight changes. Numerics are unchanged: the same kernels run on the same values.
 """
 
@@ -105,6 +106,33 @@ class _Graph:
             heapq.heapify(ready)
         return order
 
+    def exact_order(self, limit: int = 12) -> list[int] | None:
+        """The order with the lowest peak, by dynamic programming over scheduled sets (the peak
+        after a set depends only on the set); None above `limit` kernels (2^n sets)."""
+        n = len(self.bindings)
+        if n > limit:
+            return None
+        dep_mask = [sum(1 << d for d in deps) for deps in self.deps]
+        readers = [sum(1 << c for c in self.consumers[i] if i in self.reads[c]) for i in range(n)]
+
+        def live(done: int) -> int:  # results still to be read (or never read: kept)
+            return sum(self.size[i] for i in range(n)
+                       if done >> i & 1 and (readers[i] & ~done or not readers[i]))
+
+        best = {0: (0, [])}
+        for _ in range(n):
+            layer = {}
+            for done, (peak, order) in best.items():
+                base = live(done)
+                for i in range(n):
+                    if not done >> i & 1 and dep_mask[i] & ~done == 0:
+                        cand = (max(peak, base + self.size[i]), order + [i])
+                        key = done | 1 << i
+                        if key not in layer or cand < layer[key]:
+                            layer[key] = cand
+            best = layer
+        return best[(1 << n) - 1][1]
+
     def sink_sources(self, order: list[int]) -> list[int]:
         """Move kernels that read no intermediate (only weights or nothing, e.g. the momentum
         decay μ·m, a zeros fill) to just before their first consumer: computing them early
@@ -132,8 +160,10 @@ def reorder_for_memory(func: relax.Function) -> relax.Function:
         updates = {var: weights[name] for var, name in zip(outputs.fields[1:], names)}
     graph = _Graph(view, updates)
     original = list(range(len(view.bindings)))
-    order = graph.sink_sources(graph.greedy_order())
-    if sorted(order) != original or graph.peak(order) >= graph.peak(original):
+    candidates = [graph.sink_sources(graph.greedy_order()), graph.exact_order()]
+    order = min((o for o in candidates if o is not None and sorted(o) == original),
+                key=graph.peak)
+    if graph.peak(order) >= graph.peak(original):
         return func
     view.bindings = [view.bindings[i] for i in order]
     return view.to_function()

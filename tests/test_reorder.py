@@ -70,3 +70,30 @@ def test_reorder_leaves_inference_only_modules_alone():
     mod = from_onnx(mbv2_tiny())
     tvm.ir.assert_structural_equal(ReorderForMemory()(mod)["main"], mod["main"])
     assert callable(reorder_for_memory)
+
+
+def test_exact_order_is_optimal_on_small_graphs():
+    """On random small DAGs the DP order's peak equals the best over all topological orders."""
+    import itertools
+    import random
+
+    from tinytvm.passes.reorder import _Graph
+
+    class Fake(_Graph):  # a dependence graph without Relax: reads, sizes
+        def __init__(self, reads, size):
+            self.bindings = list(range(len(reads)))
+            self.reads, self.size = reads, size
+            self.deps = [set(r) for r in reads]
+            self.consumers = [[c for c in range(len(reads)) if i in self.deps[c]]
+                              for i in range(len(reads))]
+            self.pinned = set()
+
+    rng = random.Random(0)
+    for _ in range(30):
+        n = rng.randint(3, 7)
+        reads = [sorted(rng.sample(range(i), rng.randint(0, min(i, 2)))) for i in range(n)]
+        g = Fake(reads, [rng.choice([1, 2, 4, 8]) * 16 for _ in range(n)])
+        orders = [p for p in itertools.permutations(range(n))
+                  if all(p.index(d) < p.index(i) for i in range(n) for d in reads[i])]
+        assert g.peak(g.exact_order()) == min(g.peak(list(p)) for p in orders)
+        assert g.peak(g.exact_order()) <= g.peak(g.greedy_order())
