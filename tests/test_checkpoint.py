@@ -13,6 +13,13 @@ from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, run_qemu
 SLOT = 16384  # bytes per slot: the test model's state (weights + momenta) is ~15 KB
 
 
+def _sources(lib, backend):
+    """The library, the checkpoint code, one storage backend and the checkpoint harness."""
+    return [lib / "model.c", lib / "tt_state.c", lib / "tt_crc32.c",
+            RUNTIME_C / "checkpoint" / "tt_checkpoint.c", RUNTIME_C / backend,
+            RUNTIME_C / "harness" / "checkpoint_main.c"]
+
+
 @pytest.fixture(scope="module")
 def firmware(tmp_path_factory):
     """build(cut_after=None) → ELF path; the library is exported once."""
@@ -32,11 +39,7 @@ def firmware(tmp_path_factory):
             flags = [f"-DTT_NV_SLOT_BYTES={SLOT}"]
             if cut_after is not None:
                 flags.append(f"-DTT_NV_CUT_AFTER={cut_after}")
-            sources = [lib / "model.c", lib / "tt_state.c", lib / "tt_crc32.c",
-                       RUNTIME_C / "checkpoint" / "tt_checkpoint.c",
-                       RUNTIME_C / "cortex_m" / "tt_nv_semihost.c",
-                       RUNTIME_C / "harness" / "checkpoint_main.c"]
-            elfs[key] = compile_cortex_m(sources, [work, lib, RUNTIME_C / "checkpoint",
+            elfs[key] = compile_cortex_m(_sources(lib, "cortex_m/tt_nv_semihost.c"), [work, lib, RUNTIME_C / "checkpoint",
                                                    RUNTIME_C / "cortex_m"],
                                          work / "fw.elf", "mps2-an500", extra_cflags=flags)
         return elfs[key]
@@ -88,11 +91,7 @@ def test_stm32f746_flash_backend_links(firmware, tmp_path):
     rng = np.random.default_rng(0)
     data = Dataset.quantize(rng.normal(size=(2, 64)), rng.integers(0, 10, 2), -3, 3)
     (lib / "dataset.h").write_text(dataset_header(data, data, 1))
-    sources = [lib / "model.c", lib / "tt_state.c", lib / "tt_crc32.c",
-               RUNTIME_C / "checkpoint" / "tt_checkpoint.c",
-               RUNTIME_C / "boards" / "stm32f746" / "tt_nv_flash.c",
-               RUNTIME_C / "harness" / "checkpoint_main.c"]
-    elf = compile_cortex_m(sources, [lib, RUNTIME_C / "checkpoint"], tmp_path / "board.elf",
+    elf = compile_cortex_m(_sources(lib, "boards/stm32f746/tt_nv_flash.c"), [lib, RUNTIME_C / "checkpoint"], tmp_path / "board.elf",
                            "stm32f746")
     from elftools.elf.elffile import ELFFile
 
@@ -113,10 +112,7 @@ def test_host_file_backend_restores_after_restart(tmp_path):
     data = Dataset.quantize(rng.normal(size=(4, 64)), rng.integers(0, 10, 4), -3, 3)
     (lib / "dataset.h").write_text(dataset_header(data, data, 2))
     exe = compile_host_executable(
-        [lib / "model.c", lib / "tt_state.c", lib / "tt_crc32.c",
-         RUNTIME_C / "checkpoint" / "tt_checkpoint.c", RUNTIME_C / "host" / "tt_nv_file.c",
-         RUNTIME_C / "harness" / "checkpoint_main.c"],
-        [lib, RUNTIME_C / "checkpoint"], tmp_path / "ckpt", extra_cflags=[f"-DTT_NV_SLOT_BYTES={SLOT}"])
+        _sources(lib, "host/tt_nv_file.c"), [lib, RUNTIME_C / "checkpoint"], tmp_path / "ckpt", extra_cflags=[f"-DTT_NV_SLOT_BYTES={SLOT}"])
     first = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True)
     second = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == second.returncode == 0
