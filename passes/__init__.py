@@ -8,3 +8,6 @@ from .sgd import AppendSGD
 from .normalize_head import NormalizeHead
 from .conv1d import Normalize1DHead
 from .reorder import ReorderForMemory
+
+__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseClip", "GRADIENT_RULES", "Normalize1DHead",
+           "NormalizeHead", "ReorderForMemory", "gradient_rule", "register_gradient"]

@@ -9,7 +9,6 @@ whose gradient needs only its output. The ONNX importer's NaN guards on the boun
 from __future__ import annotations
 
 import numpy as np
-import tvm
 from tvm import relax
 
 from tinytvm.ir import FunctionView, const_array, drop_unused_weights, op_name

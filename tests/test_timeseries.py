@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 import tinytvm
-from tinytvm.harness import Dataset, run_training
 from tinytvm.models import ts_cnn
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
-import tvm
 from tvm import relax
 
 from .errors import PlanError, UnsupportedModelError

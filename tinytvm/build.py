@@ -8,7 +8,6 @@ from pathlib import Path
 
 import onnx
 import tvm
-from tvm import relax
 
 from . import aot, emit_c, lower
 from .errors import BudgetError, UnsupportedModelError
@@ -18,6 +17,7 @@ from .memory import PLANNERS, validate
 from .passes import ReorderForMemory
 from .pipeline import PassRecorder, canonicalize, default_passes, run_passes
 from .report import FunctionMemory, MemoryReport
+from .sparse import UpdateScheme
 from .toolchain import BOARDS
 from .verify import check_c_compiles
 
@@ -34,7 +34,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.0
     trainable: list[str] | None = None  # weight names; None = all
-    update: "UpdateScheme | None" = None  # a sparse-update scheme instead of `trainable`
+    update: UpdateScheme | None = None  # a sparse-update scheme instead of `trainable`
 
     def __post_init__(self):
         if self.loss != "cross_entropy":
