@@ -40,3 +40,14 @@ def test_search_respects_the_budget_and_prefers_contribution():
     assert (4, 1.0) in wide.scheme.weights  # the most useful weight is found
     assert wide.score >= tight.score
     assert wide.history == sorted(wide.history)  # elitist: the best never gets worse
+
+
+def test_sparse_update_search_api(tmp_path, monkeypatch):
+    import tinytvm
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    x, y = _digits(80, 0)
+    budget = memory_cost(mbv2_tiny(), UpdateScheme(bias_last=2)).total + 1024
+    scheme = tinytvm.SparseUpdate.search(mbv2_tiny(), (x, y), budget, steps=15, generations=2)
+    assert isinstance(scheme, UpdateScheme)
+    assert memory_cost(mbv2_tiny(), scheme).total <= budget

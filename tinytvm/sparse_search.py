@@ -175,3 +175,21 @@ def search_scheme(model, contributions: Contributions, budget, *, population: in
 
 def _scheme(bias: int, weights: dict) -> UpdateScheme:
     return UpdateScheme(bias_last=bias, weights=tuple(sorted(weights.items())), classifier=True)
+
+
+class SparseUpdate:
+    """`tinytvm.SparseUpdate.search(model, (x, y), budget="256KB")` → an UpdateScheme."""
+
+    @staticmethod
+    def search(model, data, budget, *, eval_fraction: float = 0.2, steps: int = 100,
+               lr: float = 0.05, generations: int = 20, seed: int = 0) -> UpdateScheme:
+        """Contribution analysis on `data` (a held-out `eval_fraction` scores candidates), then
+        the evolutionary search under `budget` (training arena + trainable bytes)."""
+        x, y = (np.asarray(a) for a in data)
+        order = np.random.default_rng(seed).permutation(len(y))
+        cut = max(1, int(len(y) * eval_fraction))
+        held, train = order[:cut], order[cut:]
+        contributions = analyze_contributions(model, (x[train], y[train]), (x[held], y[held]),
+                                              steps=steps, lr=lr)
+        return search_scheme(model, contributions, budget, generations=generations, seed=seed,
+                             lr=lr).scheme
