@@ -61,7 +61,21 @@ def _leading_channel_gradient(bb, var, call, grad, rule, channels: int):
     return weight_grad
 
 
-def backpropagate(bb, bindings, loss, wanted: set, channels: dict | None = None) -> dict:
+def rule_key(call, module=None) -> str | None:
+    """The rule-table key of a call: the op name ('relax.nn.conv2d'), or for a `call_tir` to a
+    kernel that declares what it computes (PrimFunc attribute "tt.op", e.g. the int8 kernels of
+    tinytvm.quant) 'tt.<op>' — so gradient rules can be registered for hand-written kernels.
+    Such a rule returns one gradient per kernel input (the fields of the call's argument tuple)."""
+    name = op_name(call)
+    if name and name.startswith("call_tir:") and module is not None:
+        callee = module[call.args[0]]
+        if callee.attrs is not None and "tt.op" in callee.attrs:
+            return f"tt.{callee.attrs['tt.op']}"
+    return name
+
+
+def backpropagate(bb, bindings, loss, wanted: set, channels: dict | None = None,
+                  module=None) -> dict:
     """Emit the backward pass of `bindings` from the scalar `loss`; return var -> gradient var.
 
     `channels` maps a weight variable to the number of leading output channels to train; its
@@ -78,24 +92,26 @@ def backpropagate(bb, bindings, loss, wanted: set, channels: dict | None = None)
             if call in needed:
                 _accumulate(bb, adjoints, call, adjoints[var])
             continue
-        name = op_name(call)
+        name = rule_key(call, module)
         rule = gradient_rule(name) if name else None
         if rule is None:
             raise UnsupportedModelError(
                 f"no gradient rule for op '{name or type(call).__name__}' (binding '{var.name}'); "
                 "register one with tinytvm.passes.gradients.register_gradient")
         grads = list(rule(var, call, adjoints[var], bb))
-        for i, arg in enumerate(call.args):
+        # a call_tir's rule answers for the kernel's inputs, the fields of its argument tuple
+        inputs = call.args[1].fields if name.startswith(("call_tir:", "tt.")) else call.args
+        for i, arg in enumerate(inputs):
             if isinstance(arg, relax.Var) and arg in channels and grads[i] is not None:
                 grads[i] = _leading_channel_gradient(bb, var, call, adjoints[var], rule, channels[arg])
-        for arg, grad in zip(call.args, grads):
+        for arg, grad in zip(inputs, grads):
             if isinstance(arg, relax.Var) and arg in needed and grad is not None:
                 _accumulate(bb, adjoints, arg, grad)
     return adjoints
 
 
 def append_training_step(func: relax.Function, trainable: list[str],
-                         channels: dict[str, int] | None = None) -> relax.Function:
+                         channels: dict[str, int] | None = None, module=None) -> relax.Function:
     view = FunctionView.of(relax.utils.copy_with_new_vars(func))
     by_name = {w.name: w for w in view.weights}
     unknown = [n for n in trainable if n not in by_name]
@@ -122,7 +138,7 @@ def append_training_step(func: relax.Function, trainable: list[str],
             forward = [*view.bindings, *_bindings_of(bb, [log_probs, loss])]
             wanted = {by_name[n] for n in trainable}
             partial = {by_name[n]: k for n, k in (channels or {}).items()}
-            adjoints = backpropagate(bb, forward, loss, wanted, partial)
+            adjoints = backpropagate(bb, forward, loss, wanted, partial, module)
             grads = []
             for name in trainable:
                 w = by_name[name]
@@ -163,5 +179,5 @@ class Autodiff:
 
             trainable, self.channels = self.scheme.resolve(trainable_layers(mod))
         mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions))
-        mod["train_step"] = append_training_step(main, list(trainable), self.channels)
+        mod["train_step"] = append_training_step(main, list(trainable), self.channels, mod)
         return mod

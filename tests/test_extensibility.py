@@ -148,3 +148,42 @@ def test_cli_build_dump_ir(tmp_path):
     assert result.exit_code == 0, result.output
     dumped = sorted(p.name for p in (tmp_path / "ir").iterdir())
     assert dumped[0] == "00_input.py" and any("Autodiff" in d for d in dumped)
+
+
+def test_gradient_rules_can_key_on_hand_written_kernels(monkeypatch):
+    """A call_tir to a PrimFunc with attribute "tt.op" = "double" looks up rule 'tt.double'."""
+    from tvm import te
+
+    from tinytvm.passes import Autodiff
+
+    a = te.placeholder((1, 4), "float32", "a")
+    doubled = te.compute((1, 4), lambda i, j: a[i, j] * 2.0, name="d")
+    prim = te.create_prim_func([a, doubled]).with_attr("tt.op", "double").with_attr(
+        "global_symbol", "double")
+    calls = []
+
+    def double_rule(var, call, grad, bb):
+        calls.append(var.name)
+        return [relax.op.multiply(grad, relax.const(2.0, "float32"))]
+
+    monkeypatch.setitem(GRADIENT_RULES, "tt.double", double_rule)
+    bb = relax.BlockBuilder()
+    x = relax.Var("input", relax.TensorType((1, 4), "float32"))
+    w = relax.Var("w", relax.TensorType((4, 4), "float32"))
+    w0 = np.eye(4, dtype="float32")
+    with bb.function("main", [x, w], attrs={"num_input": 1, "params": [tvm.runtime.tensor(w0)]}):
+        gv = bb.add_func(prim, "double")
+        with bb.dataflow():
+            h = bb.emit(relax.op.matmul(x, w))
+            out = bb.emit_output(bb.emit(relax.call_tir(gv, [h], relax.TensorType((1, 4), "float32"))))
+        bb.emit_func_output(out)
+    mod = Autodiff(["w"])(bb.get())
+    assert calls, "the rule registered for tt.double was not used"
+    vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+    xv = np.arange(4, dtype="float32").reshape(1, 4) / 4
+    grad = vm["train_step"](tvm.runtime.tensor(xv), tvm.runtime.tensor(np.array([1], "int32")),
+                            tvm.runtime.tensor(w0))[1].numpy()
+    z = 2 * xv @ w0
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    p[0, 1] -= 1
+    np.testing.assert_allclose(grad, 2 * xv.T @ p, rtol=1e-5)
