@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
-from string import Template
 
 import numpy as np
 import pytest
 import tvm
 
 import tinytvm
-from tinytvm.aot import C_TYPES
+from tinytvm.harness import run_inference_qemu
 from tinytvm.ir import FunctionView
 from tinytvm.models import paper
 from tinytvm.models.paper import PAPER_MODELS, forward_int8, load_paper_model, program
 from tinytvm.quant import paper_to_relax, tt_op
-from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, elf_sizes, run_qemu
 
 QEMU_MODEL = "mbv2-w0.35"
 
@@ -103,31 +100,11 @@ def test_kernels_keep_no_temporaries_on_the_stack():
     assert "nearbyintf(" in source and "roundf(" not in source
 
 
-def infer_on_qemu(art: tinytvm.Artifact, x: np.ndarray, workdir: Path):
-    """Logits printed by runtime_c/harness/infer_main.c.tmpl on QEMU, the run, the ELF sizes."""
-    work = art.save(workdir)
-    values = x.reshape(-1)
-    rows = ",\n".join("  " + ", ".join(str(int(v)) for v in values[i:i + 16])
-                      for i in range(0, values.size, 16))
-    main = Template((RUNTIME_C / "harness" / "infer_main.c.tmpl").read_text()).substitute(
-        input_ctype=C_TYPES[str(x.dtype)], output_ctype="int8_t", input_values=rows)
-    (work / "infer_main.c").write_text(main)
-    elf = compile_cortex_m([work / f"{art.name}.c", work / "infer_main.c"], [work],
-                           work / "infer.elf", "mps2-an500",
-                           stack_bytes=art.memory.stack_bytes,
-                           extra_cflags=[f'-DTT_MODEL_HEADER="{art.name}.h"'])
-    result = run_qemu(elf, icount=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-1000:] + result.stderr[-1000:]
-    found = re.search(r"^logits((?: -?\d+)+)$", result.stdout, re.MULTILINE)
-    assert found, result.stdout[-1000:]
-    return np.array(found.group(1).split(), np.int64), result, elf_sizes(elf)
-
-
 def test_qemu_logits_are_bit_exact(tmp_path):
     art = built(QEMU_MODEL, "mps2-an500")
-    logits, run, sizes = infer_on_qemu(art, synthetic_input(QEMU_MODEL), tmp_path)
+    run = run_inference_qemu(art, synthetic_input(QEMU_MODEL), tmp_path)
+    logits, sizes, stack = run.logits, run.sizes, run.stack_peak
     np.testing.assert_array_equal(logits, reference_logits(QEMU_MODEL))
-    stack = int(re.search(r"^stack_peak (\d+)", run.stdout, re.MULTILINE).group(1))
     print(f"\n{QEMU_MODEL} on QEMU mps2-an500: {run.instructions} instructions, stack peak "
           f"{stack} B, ELF {sizes}\n{art.memory}")
     assert sizes["flash_bytes"] <= 1024 * 1024 and sizes["ram_bytes"] <= 320 * 1024

@@ -127,3 +127,39 @@ def run_training(artifact, train: Dataset, evaluation: Dataset, steps: int, *,
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+@dataclass
+class InferenceRun:
+    logits: np.ndarray
+    stack_peak: int
+    instructions: int | None
+    sizes: dict
+    stdout: str
+
+
+def run_inference_qemu(artifact, x: np.ndarray, workdir: str | Path, *,
+                       timeout: float = 300) -> InferenceRun:
+    """One `tt_infer` on the Cortex-M7 in QEMU (runtime_c/harness/infer_main.c.tmpl, the input
+    baked in); integer logits as printed, stack peak, instruction count and ELF sizes."""
+    from .aot import C_TYPES
+
+    work = artifact.save(workdir)
+    values = np.asarray(x).reshape(-1)
+    rows = ",\n".join("  " + ", ".join(str(int(v)) for v in values[i:i + 16])
+                      for i in range(0, values.size, 16))
+    main = Template((RUNTIME_C / "harness" / "infer_main.c.tmpl").read_text()).substitute(
+        input_ctype=C_TYPES[str(values.dtype)], output_ctype="int8_t", input_values=rows)
+    (work / "infer_main.c").write_text(main)
+    elf = compile_cortex_m([work / f"{artifact.name}.c", work / "infer_main.c"], [work],
+                           work / "infer.elf", "mps2-an500",
+                           stack_bytes=artifact.memory.stack_bytes or 16384,
+                           extra_cflags=[f'-DTT_MODEL_HEADER="{artifact.name}.h"'])
+    result = run_qemu(elf, icount=True, timeout=timeout)
+    found = re.search(r"^logits((?: -?\d+)+)$", result.stdout, re.MULTILINE)
+    stack = re.search(r"^stack_peak (\d+)", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or not found or not stack:
+        raise ToolchainError(f"QEMU inference run failed (exit {result.returncode}):\n"
+                             f"{result.stdout[-1000:]}{result.stderr[-1000:]}")
+    return InferenceRun(np.array(found.group(1).split(), np.int64), int(stack.group(1)),
+                        result.instructions, elf_sizes(elf), result.stdout)
