@@ -72,7 +72,7 @@ def main():
                ("full update", UpdateScheme.full(n))]
     for kb in [int(v) for v in args.budgets_kb.split(",")]:
         found = search_scheme(model, contrib, base_cost + kb * 1024)
-        schemes.append((f"searched, bias-only + {kb} KB", found.scheme))
+        schemes.append((f"searched, classifier-only + {kb} KB", found.scheme))
 
     table = Table(title=f"MobileNetV2-w0.35 (pretrained, fp32) on digits 128×128, {args.steps} "
                         f"steps, batch 1, best lr of {lrs}")
