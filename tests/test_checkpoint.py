@@ -13,6 +13,16 @@ from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, run_qemu
 SLOT = 16384  # bytes per slot: the test model's state (weights + momenta) is ~15 KB
 
 
+def _library(folder, samples: int, steps: int, seed: int):
+    """The test model exported as a C library, with `samples` random samples baked in."""
+    art = cached_build("mbv2_tiny", "mps2-an500", 0.05, 0.9)
+    art.export_library(folder)
+    rng = np.random.default_rng(seed)
+    data = Dataset.quantize(rng.normal(size=(samples, 64)), rng.integers(0, 10, samples), -3, 3)
+    (folder / "dataset.h").write_text(dataset_header(data, data, steps))
+    return folder
+
+
 def _sources(lib, backend):
     """The library, the checkpoint code, one storage backend and the checkpoint harness."""
     return [lib / "model.c", lib / "tt_state.c", lib / "tt_crc32.c",
@@ -85,14 +95,9 @@ def test_power_cut_during_a_save_loses_at_most_that_save(firmware, tmp_path, whe
 
 def test_stm32f746_flash_backend_links(firmware, tmp_path):
     """The real-board backend (flash sectors 6/7) compiles and links with the checkpoint code."""
-    art = cached_build("mbv2_tiny", "mps2-an500", 0.05, 0.9)
-    lib = tmp_path / "lib"
-    art.export_library(lib)
-    rng = np.random.default_rng(0)
-    data = Dataset.quantize(rng.normal(size=(2, 64)), rng.integers(0, 10, 2), -3, 3)
-    (lib / "dataset.h").write_text(dataset_header(data, data, 1))
-    elf = compile_cortex_m(_sources(lib, "boards/stm32f746/tt_nv_flash.c"), [lib, RUNTIME_C / "checkpoint"], tmp_path / "board.elf",
-                           "stm32f746")
+    lib = _library(tmp_path / "lib", samples=2, steps=1, seed=0)
+    elf = compile_cortex_m(_sources(lib, "boards/stm32f746/tt_nv_flash.c"),
+                           [lib, RUNTIME_C / "checkpoint"], tmp_path / "board.elf", "stm32f746")
     from elftools.elf.elffile import ELFFile
 
     with open(elf, "rb") as f:
@@ -105,14 +110,10 @@ def test_host_file_backend_restores_after_restart(tmp_path):
 
     from tinytvm.toolchain import compile_host_executable
 
-    art = cached_build("mbv2_tiny", "mps2-an500", 0.05, 0.9)
-    lib = tmp_path / "lib"
-    art.export_library(lib)
-    rng = np.random.default_rng(1)
-    data = Dataset.quantize(rng.normal(size=(4, 64)), rng.integers(0, 10, 4), -3, 3)
-    (lib / "dataset.h").write_text(dataset_header(data, data, 2))
-    exe = compile_host_executable(
-        _sources(lib, "host/tt_nv_file.c"), [lib, RUNTIME_C / "checkpoint"], tmp_path / "ckpt", extra_cflags=[f"-DTT_NV_SLOT_BYTES={SLOT}"])
+    lib = _library(tmp_path / "lib", samples=4, steps=2, seed=1)
+    exe = compile_host_executable(_sources(lib, "host/tt_nv_file.c"),
+                                  [lib, RUNTIME_C / "checkpoint"], tmp_path / "ckpt",
+                                  extra_cflags=[f"-DTT_NV_SLOT_BYTES={SLOT}"])
     first = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True)
     second = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == second.returncode == 0
