@@ -11,10 +11,15 @@ shared), the classifier writes the (1, classes) int8 logits. Weights are named p
   its y_scale), the ``(sa, sb, so)`` of ``qops.qadd``.
 
 Layer names are paper.py's (``first_conv``, ``blocks.3.pointwise1``, ``classifier``).
+
+``main`` also carries ``"tt.quant_units"``: for every int8 weight and int32 bias, the real value
+of one integer unit per output channel (``w_scales``; ``x_scale * w_scales``). Training reads
+it: Quantization-Aware Scaling rescales each gradient by its units⁻².
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,35 +41,68 @@ class _Step:
     inputs: list[str]  # activation names, then weight names
 
     @property
+    def out_type(self) -> relax.TensorType:
+        out = self.kernel.params[-1]  # the output buffer
+        return relax.TensorType([int(s) for s in out.shape], str(out.dtype))
+
+    @property
     def out_shape(self) -> tuple[int, ...]:
-        return tuple(int(s) for s in self.kernel.params[-1].shape)  # the output buffer
+        return tuple(int(s) for s in self.out_type.shape)
 
 
 @dataclass
 class _Plan:
     steps: list[_Step] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # insertion order = params
+    units: dict[str, np.ndarray] = field(default_factory=dict)  # "tt.quant_units"
 
 
-def paper_to_relax(model: PaperModel, input_hw: tuple[int, int] | None = None) -> tvm.IRModule:
-    """``main(input: int8 (1, C, H, W), *weights) -> int8 (1, classes)`` for ``model``.
+def paper_to_relax(model: PaperModel, input_hw: tuple[int, int] | None = None, *,
+                   logits: str = "int8") -> tvm.IRModule:
+    """``main(input: int8 (1, C, H, W), *weights) -> (1, classes)`` for ``model``.
 
     ``input_hw`` defaults to the model's native resolution (128x128); the models are fully
-    convolutional up to the global pool, so any size the strides allow works.
+    convolutional up to the global pool, so any size the strides allow works. ``logits``:
+    "int8" as the original, or "float32", the dequantized ``(acc + bias) * x_scale * w_scale``
+    a training loss needs (int8 logits saturate and quantize the loss's gradient).
     """
     h, w = input_hw if input_hw is not None else model.input_shape[1:]
     in_shape = (1, model.input_shape[0], int(h), int(w))
-    plan = _plan(model, in_shape)
+    if logits not in ("int8", "float32"):
+        raise ValueError(f"logits must be 'int8' or 'float32', not {logits!r}")
+    plan = _plan(model, in_shape, logits)
     return _emit(plan, in_shape)
 
 
-def _plan(model: PaperModel, in_shape: tuple[int, ...]) -> _Plan:
+def with_new_head(model: PaperModel, weight: np.ndarray, bias: np.ndarray,
+                  name: str = "head") -> PaperModel:
+    """``model`` with its classifier replaced by the float head ``weight`` (O, C), ``bias`` (O,),
+    quantized as the original quantizes weights: per output channel, symmetric,
+    ``w_scale = max|W_o| / 127``, bias in units of ``x_scale * w_scale``. The head reads the
+    pooled features with the old classifier's input quantization; its output quantization is
+    unit (``y_scale`` 1, ``y_zero`` 0): meant for float32 logits."""
+    old = model.classifier
+    weight, bias = np.asarray(weight, np.float64), np.asarray(bias, np.float64)
+    if weight.ndim != 2 or weight.shape[1] != old.in_channels or bias.shape != weight.shape[:1]:
+        raise ValueError(f"head weight must be (classes, {old.in_channels}) with a (classes,) "
+                         f"bias, got {weight.shape} and {bias.shape}")
+    w_scales = np.maximum(np.abs(weight).max(axis=1), 1e-12) / 127.0
+    q_weight = np.clip(np.rint(weight / w_scales[:, None]), -127, 127).astype(np.int8)
+    q_bias = np.rint(bias / (old.x_scale * w_scales)).astype(np.int32)
+    head = dataclasses.replace(old, name=name, out_channels=weight.shape[0],
+                               weight=q_weight[:, :, None, None], bias=q_bias,
+                               w_scales=w_scales.astype(np.float32), y_scale=1.0, y_zero=0)
+    return dataclasses.replace(model, classifier=head)
+
+
+def _plan(model: PaperModel, in_shape: tuple[int, ...], logits: str = "int8") -> _Plan:
     plan, shapes = _Plan(), {"input": in_shape}
     producers = {b.residual.name: b.pointwise2 for b in model.blocks if b.residual is not None}
     for op in program(model):
         x_shape = shapes[op.inputs[0]]
         if op.kind == "conv":
-            step = _conv_step(plan, op, x_shape, classifier=op.layer is model.classifier)
+            classifier = op.layer is model.classifier
+            step = _conv_step(plan, op, x_shape, classifier, logits if classifier else "int8")
         elif op.kind == "add":
             step = _add_step(plan, op, producers[op.name], x_shape)
         else:
@@ -74,14 +112,18 @@ def _plan(model: PaperModel, in_shape: tuple[int, ...]) -> _Plan:
     return plan
 
 
-def _conv_step(plan: _Plan, op: Op, x_shape, classifier: bool) -> _Step:
+def _conv_step(plan: _Plan, op: Op, x_shape, classifier: bool, out_dtype: str) -> _Step:
     conv: QConv = op.layer
     names = [f"{conv.name}.{part}" for part in ("weight", "bias", "scale")]
-    values = [conv.weight, conv.bias, conv.effective_scale.astype(np.float32)]
+    w_scales = conv.w_scales.astype(np.float64)
+    scale = conv.effective_scale if out_dtype == "int8" else conv.x_scale * w_scales
+    values = [conv.weight, conv.bias, scale.astype(np.float32)]
     plan.weights.update(zip(names, values))
+    plan.units[names[0]] = w_scales.astype(np.float32)
+    plan.units[names[1]] = (conv.x_scale * w_scales).astype(np.float32)
     zeros = {"x_zero": conv.x_zero, "y_zero": conv.y_zero}
     if classifier:
-        kernel = qops.qclassifier(x_shape, conv.weight.shape, **zeros)
+        kernel = qops.qclassifier(x_shape, conv.weight.shape, out_dtype=out_dtype, **zeros)
     else:
         kernel = qops.qconv2d(x_shape, conv.weight.shape, stride=conv.stride,
                               padding=conv.padding, groups=conv.groups, **zeros)
@@ -110,12 +152,13 @@ def _emit(plan: _Plan, in_shape: tuple[int, ...]) -> tvm.IRModule:
                 if step.kernel not in kernels:
                     kernels[step.kernel] = bb.add_func(step.kernel, qops.tt_op(step.kernel))
                 call = relax.call_tir(kernels[step.kernel], [env[n] for n in step.inputs],
-                                      relax.TensorType(step.out_shape, "int8"))
+                                      step.out_type)
                 emit = bb.emit_output if i == len(plan.steps) - 1 else bb.emit
                 env[step.name] = emit(call, name_hint=c_identifier(step.name))
         bb.emit_func_output(env[plan.steps[-1].name])
     mod = bb.get()
     values = [tvm.runtime.tensor(np.ascontiguousarray(v)) for v in plan.weights.values()]
-    main = mod["main"].with_attrs({"num_input": 1, "params": values})
+    units = {name: tvm.runtime.tensor(u) for name, u in plan.units.items()}
+    main = mod["main"].with_attrs({"num_input": 1, "params": values, "tt.quant_units": units})
     mod.update_func(mod.get_global_var("main"), main)
     return mod

@@ -110,15 +110,19 @@ def _requantize(value: tirx.PrimExpr, zero: int) -> tirx.PrimExpr:
 
 
 @functools.cache  # PrimFuncs are immutable; parsing TVMScript costs ~40 ms a kernel
-def _conv(g: ConvGeometry, x_zero: int, y_zero: int, op: str, flat: bool) -> tirx.PrimFunc:
-    """The one conv kernel behind ``qconv2d`` and ``qclassifier`` (``flat``: y is (1, O))."""
+def _conv(g: ConvGeometry, x_zero: int, y_zero: int, op: str, flat: bool,
+          out_dtype: str = "int8") -> tirx.PrimFunc:
+    """The one conv kernel behind ``qconv2d`` and ``qclassifier`` (``flat``: y is (1, O)).
+
+    ``out_dtype`` float32: no requantization, ``y = (f32(acc) + f32(bias[o])) * scale[o]``
+    (the real value when ``scale = x_scale * w_scale``): dequantized logits for the loss."""
     (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
     cin, opg = g.in_channels // g.groups, g.out_channels // g.groups
     ho, wo = g.out_hw
     o_count = g.out_channels
     y_shape = (1, o_count) if flat else g.y_shape
     attrs = {"tt.op": op, "tt.stride": s, "tt.padding": [ph, pw], "tt.groups": g.groups,
-             "tt.x_zero": int(x_zero), "tt.y_zero": int(y_zero)}
+             "tt.x_zero": int(x_zero), "tt.y_zero": int(y_zero), "tt.requant": "float32"}
 
     def channel(o, rc):
         if g.groups == 1:
@@ -138,12 +142,14 @@ def _conv(g: ConvGeometry, x_zero: int, y_zero: int, op: str, flat: bool) -> tir
 
     def requant(acc, bias, scale, o):
         total = acc.astype("float32") + bias[o].astype("float32")
+        if out_dtype == "float32":
+            return total * scale[o]
         return _requantize(total * scale[o], y_zero)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(x: T.Buffer(g.x_shape, "int8"), weight: T.Buffer(g.w_shape, "int8"),
                bias: T.Buffer((o_count,), "int32"), scale: T.Buffer((o_count,), "float32"),
-               y: T.Buffer(y_shape, "int8")):
+               y: T.Buffer(y_shape, out_dtype)):
         T.func_attr(attrs)
         for n, o, i, j in T.grid(1, o_count, ho, wo):
             with T.sblock("y"):
@@ -170,13 +176,20 @@ def qconv2d(x_shape, w_shape, *, stride: int = 1, padding=0, groups: int = 1,
     return _conv(g, int(x_zero), int(y_zero), "qconv2d", False)
 
 
-def qclassifier(x_shape, w_shape, *, x_zero: int = 0, y_zero: int = 0) -> tirx.PrimFunc:
-    """The classifier: a 1x1 ``qconv2d`` over a pooled (1, C, 1, 1) input, y int8 (1, O)."""
+def qclassifier(x_shape, w_shape, *, x_zero: int = 0, y_zero: int = 0,
+                out_dtype: str = "int8") -> tirx.PrimFunc:
+    """The classifier: a 1x1 ``qconv2d`` over a pooled (1, C, 1, 1) input, y int8 (1, O).
+
+    ``out_dtype="float32"``: dequantized logits ``(acc + bias) * scale`` with ``scale =
+    x_scale * w_scales`` (``y_zero`` unused) — what a training step's loss reads, so the
+    logits never saturate and their gradient is that of the real-valued logits."""
     g = ConvGeometry.of(x_shape, w_shape)
     if g.in_hw != (1, 1) or g.kernel != (1, 1):
         raise ValueError(f"qclassifier takes (1, C, 1, 1) and a 1x1 weight, got {tuple(x_shape)}"
                          f" and {tuple(w_shape)}")
-    return _conv(g, int(x_zero), int(y_zero), "qclassifier", True)
+    if out_dtype not in ("int8", "float32"):
+        raise ValueError(f"qclassifier writes int8 or float32 logits, not {out_dtype}")
+    return _conv(g, int(x_zero), int(y_zero), "qclassifier", True, out_dtype)
 
 
 def qadd(shape, *, a_zero: int, b_zero: int, out_zero: int) -> tirx.PrimFunc:
