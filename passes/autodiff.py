@@ -98,12 +98,17 @@ def backpropagate(bb, bindings, loss, wanted: set, channels: dict | None = None,
             raise UnsupportedModelError(
                 f"no gradient rule for op '{name or type(call).__name__}' (binding '{var.name}'); "
                 "register one with tinytvm.passes.gradients.register_gradient")
-        grads = list(rule(var, call, adjoints[var], bb))
         # a call_tir's rule answers for the kernel's inputs, the fields of its argument tuple
         inputs = call.args[1].fields if name.startswith(("call_tir:", "tt.")) else call.args
-        for i, arg in enumerate(inputs):
-            if isinstance(arg, relax.Var) and arg in channels and grads[i] is not None:
-                grads[i] = _leading_channel_gradient(bb, var, call, adjoints[var], rule, channels[arg])
+        rows = {i: channels[arg] for i, arg in enumerate(inputs)
+                if isinstance(arg, relax.Var) and arg in channels}
+        if rows and getattr(rule, "partial_rows", False):  # the rule restricts rows itself
+            grads = list(rule(var, call, adjoints[var], bb, rows=rows))
+        else:
+            grads = list(rule(var, call, adjoints[var], bb))
+            for i, k in rows.items():
+                if grads[i] is not None:
+                    grads[i] = _leading_channel_gradient(bb, var, call, adjoints[var], rule, k)
         for arg, grad in zip(inputs, grads):
             if isinstance(arg, relax.Var) and arg in needed and grad is not None:
                 _accumulate(bb, adjoints, arg, grad)
@@ -111,7 +116,9 @@ def backpropagate(bb, bindings, loss, wanted: set, channels: dict | None = None,
 
 
 def append_training_step(func: relax.Function, trainable: list[str],
-                         channels: dict[str, int] | None = None, module=None) -> relax.Function:
+                         channels: dict[str, int] | None = None, module=None,
+                         bb: relax.BlockBuilder | None = None) -> relax.Function:
+    """`bb` (a BlockBuilder over `module`) receives any kernels the gradient rules add."""
     view = FunctionView.of(relax.utils.copy_with_new_vars(func))
     by_name = {w.name: w for w in view.weights}
     unknown = [n for n in trainable if n not in by_name]
@@ -128,7 +135,7 @@ def append_training_step(func: relax.Function, trainable: list[str],
         raise UnsupportedModelError(f"channel counts given for weights that are not trainable: "
                                     f"{', '.join(unknown)}")
     attrs.update({"num_input": 2, "trainable": list(trainable)})
-    bb = relax.BlockBuilder()
+    bb = bb if bb is not None else relax.BlockBuilder(module)
     with bb.function("train_step", [*view.inputs, label, *view.weights], attrs=attrs):
         with bb.dataflow():
             for binding in view.bindings:
@@ -145,7 +152,7 @@ def append_training_step(func: relax.Function, trainable: list[str],
                 grad = adjoints.get(w)
                 if grad is None:  # the weight does not reach the loss
                     rows = (channels or {}).get(name, shape_of(w)[0])
-                    grad = bb.emit(relax.op.zeros((rows, *shape_of(w)[1:]), w.ty.dtype))
+                    grad = bb.emit(relax.op.zeros((rows, *shape_of(w)[1:]), "float32"))
                 grads.append(grad)
             out = bb.emit_output(relax.Tuple([loss, *grads]))
         bb.emit_func_output(out)
@@ -178,6 +185,8 @@ class Autodiff:
             from tinytvm.sparse import trainable_layers
 
             trainable, self.channels = self.scheme.resolve(trainable_layers(mod))
-        mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions))
-        mod["train_step"] = append_training_step(main, list(trainable), self.channels, mod)
+        bb = relax.BlockBuilder(mod)  # gradient rules may add backward kernels to it
+        step = append_training_step(main, list(trainable), self.channels, mod, bb)
+        mod = bb.get()
+        mod["train_step"] = step
         return mod

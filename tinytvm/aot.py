@@ -22,8 +22,9 @@ DTYPE_BYTES = {"float32": 4, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint
 C_TYPES = {"float32": "float", "int32": "int32_t", "int64": "int64_t", "bool": "bool",
            "int8": "int8_t", "uint8": "uint8_t"}
 # Kernels whose output element i reads only element i of the weight they update, so writing the
-# output over that weight while it runs is safe (subtract_rows: passes/sgd.py).
-ELEMENTWISE_KERNELS = ("add", "subtract", "multiply", "subtract_rows")
+# output over that weight while it runs is safe (subtract_rows: passes/sgd.py; subtract_round,
+# subtract_stochastic, requantize_rows: tinytvm/quant/qupdate.py).
+ELEMENTWISE_KERNELS = ("add", "subtract", "multiply", "requantize_rows")
 
 
 @dataclass(eq=False)

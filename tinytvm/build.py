@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class TrainConfig:
     momentum: float = 0.0
     trainable: list[str] | None = None  # weight names; None = all
     update: UpdateScheme | None = None  # a sparse-update scheme instead of `trainable`
+    qas: bool = True  # int8 graphs: Quantization-Aware Scaling of the integer gradients
+    int8_update: str = "master"  # how an int8 weight stores its step: master | round | stochastic
 
     def __post_init__(self):
         if self.loss != "cross_entropy":
@@ -43,7 +46,10 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer '{self.optimizer}' (supported: sgd)")
         if self.update is not None and self.trainable is not None:
             raise ValueError("give either `trainable` names or an `update` scheme, not both")
-        if not self.lr > 0:
+        if self.int8_update not in ("master", "round", "stochastic"):
+            raise ValueError(f"unknown int8_update '{self.int8_update}' (supported: master, "
+                             "round, stochastic)")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be positive, got {self.lr}")
 
 

@@ -21,12 +21,21 @@ from .toolchain import RUNTIME_C, compile_cortex_m, compile_host_executable, elf
 
 @dataclass
 class Dataset:
-    """Samples quantized to uint8 codes with one affine map (x ≈ scale·code + offset)."""
+    """Samples quantized to uint8 codes with one affine map (x ≈ scale·code + offset), or, for
+    an int8 model, its int8 inputs themselves (`Dataset.int8`: scale and offset None)."""
 
-    codes: np.ndarray  # (n, elems) uint8
+    codes: np.ndarray  # (n, elems) uint8, or int8 model inputs
     labels: np.ndarray  # (n,) int32
-    scale: float
-    offset: float
+    scale: float | None
+    offset: float | None
+
+    @classmethod
+    def int8(cls, x, y) -> "Dataset":
+        """Already-quantized int8 model inputs (e.g. paper.quantize_input's)."""
+        x = np.asarray(x)
+        if x.dtype != np.int8:
+            raise ValueError(f"Dataset.int8 takes int8 model inputs, got {x.dtype}")
+        return cls(x.reshape(len(x), -1), np.asarray(y, np.int32), None, None)
 
     @classmethod
     def quantize(cls, x, y, lo=None, hi=None) -> "Dataset":
@@ -40,6 +49,8 @@ class Dataset:
 
     def floats(self) -> np.ndarray:
         """The exact float32 inputs the C harness computes from the codes."""
+        if self.scale is None:
+            raise ValueError("an int8 dataset holds model inputs, not float codes")
         return (np.float32(self.scale) * self.codes.astype(np.float32)
                 + np.float32(self.offset)).astype(np.float32)
 
@@ -75,10 +86,15 @@ def dataset_header(train: Dataset, evaluation: Dataset, steps: int) -> str:
     if (train.scale, train.offset) != (evaluation.scale, evaluation.offset):
         raise ValueError("train and eval sets must share one quantization (use Dataset.quantize "
                          "with the same lo/hi)")
+    if train.scale is None:
+        decode, ctype = "#define TT_SAMPLES_ARE_INPUTS 1", "int8_t"
+    else:
+        decode = (f"static const float tt_data_scale = {float(np.float32(train.scale)).hex()}f;\n"
+                  f"static const float tt_data_offset = {float(np.float32(train.offset)).hex()}f;")
+        ctype = "uint8_t"
     return Template((RUNTIME_C / "templates" / "dataset.h.tmpl").read_text()).substitute(
         train_n=len(train.labels), eval_n=len(evaluation.labels), steps=steps,
-        scale=float(np.float32(train.scale)).hex() + "f",
-        offset=float(np.float32(train.offset)).hex() + "f",
+        decode=decode, code_ctype=ctype,
         train_rows=max(len(train.labels), 1), eval_rows=max(len(evaluation.labels), 1),
         train_x=_rows(train.codes), train_y=",".join(map(str, train.labels)) or "0",
         eval_x=_rows(evaluation.codes), eval_y=",".join(map(str, evaluation.labels)) or "0")

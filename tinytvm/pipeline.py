@@ -25,16 +25,20 @@ def canonicalize() -> list[tvm.transform.Pass]:
     ]
 
 
-def training(trainable, lr: float, momentum: float, update=None) -> list[tvm.transform.Pass]:
+def training(trainable, lr: float, momentum: float, update=None, qas: bool = True,
+             int8_update: str = "master") -> list[tvm.transform.Pass]:
     return [
         passes.Autodiff(trainable, scheme=update),  # loss + gradients of the trainable set only
-        passes.AppendSGD(lr, momentum),  # gradients become in-place weight updates
+        # int8 graphs: integer-unit gradients get fp32's weight/gradient ratio (no-op on fp32)
+        *([passes.QuantizationAwareScaling()] if qas else []),
+        passes.AppendSGD(lr, momentum, int8_update),  # gradients become in-place weight updates
     ]
 
 
 def default_passes(train) -> list[tvm.transform.Pass]:
     """The graph passes `build` runs for a TrainConfig, in order."""
-    return canonicalize() + training(train.trainable, train.lr, train.momentum, train.update)
+    return canonicalize() + training(train.trainable, train.lr, train.momentum, train.update,
+                                     train.qas, train.int8_update)
 
 
 def pass_names(pass_list) -> list[str]:

@@ -9,8 +9,13 @@
 #include TT_MODEL_HEADER
 #include "dataset.h"
 
-static float sample[TT_INPUT_ELEMS];
 static float logits[TT_NUM_CLASSES];
+
+#ifdef TT_SAMPLES_ARE_INPUTS
+/* An int8 model's samples are stored as its quantized input. */
+static const int8_t *load(const int8_t *codes) { return codes; }
+#else
+static float sample[TT_INPUT_ELEMS];
 
 /* Samples are stored as uint8 codes (flash is small); x = scale * code + offset. */
 static const float *load(const uint8_t *codes)
@@ -18,6 +23,7 @@ static const float *load(const uint8_t *codes)
   for (int i = 0; i < TT_INPUT_ELEMS; i++) sample[i] = tt_data_scale * (float)codes[i] + tt_data_offset;
   return sample;
 }
+#endif
 
 static int argmax(const float *v, int n)
 {

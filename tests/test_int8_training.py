@@ -1,0 +1,232 @@
+"""int8 training: the generated C's training step against an independent PyTorch reference.
+
+The reference re-states the int8 graph in float64 PyTorch with the paper's training semantics:
+each op's value is the exact integer output (paper.forward_int8, numpy), and its gradient is the
+straight-through one (rounding passes it, an output at -128 or 127 blocks it); the classifier
+writes float logits (acc + bias)·x_scale·w_scale; cross-entropy; autograd gives the gradients
+with respect to the integer weights and biases. QAS and the update rule are applied in numpy.
+The C side is tinytvm.build's step run on the host (ctypes) and, once, in QEMU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tinytvm
+from tinytvm.harness import Dataset, run_training
+from tinytvm.models import paper
+from tinytvm.models.int8_random import tiny_int8_model
+from tinytvm.quant.paper_import import paper_to_relax, with_new_head
+
+
+def reference_gradients(model: paper.PaperModel, x: np.ndarray, label: int,
+                        names: list[str]) -> tuple[float, dict[str, np.ndarray]]:
+    exact = paper.forward_int8(model, x)
+    params = {}
+
+    def param(name, array):
+        params[name] = torch.tensor(np.asarray(array, np.float64), requires_grad=name in names)
+        return params[name]
+
+    def straight_through(value, name):
+        out = torch.tensor(exact[name].astype(np.float64))
+        mask = ((out > -128) & (out < 127)).double()
+        return out + mask * (value - value.detach())
+
+    acts = {"input": torch.tensor(x.astype(np.float64))}
+    for op in paper.program(model):
+        if op.kind == "conv":
+            conv = op.layer
+            w, b = param(f"{conv.name}.weight", conv.weight), param(f"{conv.name}.bias", conv.bias)
+            ph, pw = conv.padding
+            shifted = F.pad(acts[op.inputs[0]] - conv.x_zero, (pw, pw, ph, ph))
+            acc = F.conv2d(shifted, w, stride=conv.stride, groups=conv.groups)
+            if conv is model.classifier:
+                unit = torch.tensor(conv.x_scale * conv.w_scales.astype(np.float64))
+                logits = (acc.reshape(1, -1) + b) * unit.float().double()
+                continue
+            scale = torch.tensor(conv.effective_scale.astype(np.float32).astype(np.float64))
+            value = (acc + b[:, None, None]) * scale[:, None, None]
+            acts[op.name] = straight_through(value, op.name)
+        elif op.kind == "add":
+            res = op.layer
+            producer = next(b.pointwise2 for b in model.blocks if b.residual is res)
+            a, b = acts[op.inputs[0]], acts[op.inputs[1]]
+            sa, sb, so = (float(np.float32(v)) for v in (producer.y_scale, res.in_scale,
+                                                         res.out_scale))
+            value = ((b - res.in_zero) * sb + (a - producer.y_zero) * sa) / so
+            acts[op.name] = straight_through(value, op.name)
+        else:
+            value = acts[op.inputs[0]].mean(dim=(2, 3), keepdim=True)
+            out = torch.tensor(exact[op.name].astype(np.float64))
+            acts[op.name] = out + (value - value.detach())
+    loss = F.cross_entropy(logits, torch.tensor([label]))
+    loss.backward()
+    return float(loss.detach()), {n: params[n].grad.numpy() for n in names}
+
+
+def units(model: paper.PaperModel, name: str) -> np.ndarray:
+    conv = next(c for c in paper.conv_list(model) if name.startswith(c.name + "."))
+    w = conv.w_scales.astype(np.float32).astype(np.float64)
+    unit = w if name.endswith(".weight") else np.float32(conv.x_scale * w).astype(np.float64)
+    return unit.reshape((-1,) + (1,) * (3 if name.endswith(".weight") else 0))
+
+
+def assert_moved(before, master, step, name):
+    """master == before - step, up to float32: a master near value v resolves steps of one ulp
+    of v only (an int32 bias of 3000 units: 2.4e-4), and the C sums in float32."""
+    moved = before.astype(np.float64) - master.astype(np.float64)
+    ulp = np.spacing(np.abs(before.astype(np.float32)))
+    bound = 2e-3 * np.abs(step) + 1e-5 * np.abs(step).max() + 2 * ulp
+    bad = np.abs(moved - step) > bound
+    assert not bad.any(), (f"{name}: {bad.sum()} of {bad.size} off, e.g. moved "
+                           f"{moved[bad][:3]} vs step {step[bad][:3]}")
+
+
+def new_head_model(seed=0):
+    model = tiny_int8_model(seed)
+    rng = np.random.default_rng(seed + 1)
+    return with_new_head(model, rng.normal(0, 0.1, (10, model.classifier.in_channels)),
+                         rng.normal(0, 0.1, 10))
+
+
+TRAINABLE = ["blocks.1.depthwise.weight", "blocks.1.depthwise.bias", "blocks.1.pointwise2.weight",
+             "blocks.1.pointwise2.bias", "feature_mix.weight", "feature_mix.bias", "head.weight",
+             "head.bias"]
+
+
+def test_int8_step_matches_pytorch_reference_with_qas():
+    """One SGD step with QAS and fp32 master copies: each master (int8 weight or int32 bias)
+    moves by lr·G/u² as the float64 reference computes it; the integer tensor is its rounding."""
+    model = new_head_model()
+    lr = 0.05
+    art = tinytvm.build(paper_to_relax(model, logits="float32"), target="host",
+                        train=tinytvm.TrainConfig(lr=lr, trainable=TRAINABLE))
+    session = art.host_session()
+    before = session.params()
+    x = np.random.default_rng(3).integers(-128, 128, (1, 3, 16, 16)).astype(np.int8)
+    loss = session.train_step(x, 4)
+    after = session.params()
+    ref_loss, grads = reference_gradients(model, x, 4, TRAINABLE)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    for name in TRAINABLE:
+        step = lr * grads[name] / units(model, name) ** 2
+        assert_moved(before[name], after[f"{name}.master"], step, name)
+        limits = (-128, 127) if name.endswith(".weight") else (-(2**31), 2**31 - 1)
+        np.testing.assert_array_equal(after[name],
+                                      np.clip(np.rint(after[f"{name}.master"]), *limits))
+        assert np.abs(step).max() > 1e-2, f"{name}: the step is too small to test anything"
+
+
+def test_int8_gradients_without_qas_are_the_integer_gradients():
+    """qas=False: the step is lr·G_W̄ itself (the 'int8 SGD' baseline)."""
+    model = new_head_model(1)
+    lr = 0.5
+    names = ["feature_mix.weight", "head.weight"]
+    art = tinytvm.build(paper_to_relax(model, logits="float32"), target="host",
+                        train=tinytvm.TrainConfig(lr=lr, trainable=names, qas=False))
+    session = art.host_session()
+    before = session.params()
+    x = np.random.default_rng(5).integers(-128, 128, (1, 3, 16, 16)).astype(np.int8)
+    session.train_step(x, 7)
+    after = session.params()
+    _, grads = reference_gradients(model, x, 7, names)
+    for name in names:
+        assert_moved(before[name], after[f"{name}.master"], lr * grads[name], name)
+
+
+@pytest.mark.parametrize("rounding", ["round", "stochastic"])
+def test_int8_weight_rounding_schemes(rounding):
+    """Without a master copy the int8 weight itself moves: 'round' by rint(step) (steps below
+    half a unit vanish), 'stochastic' by floor(step) or ceil(step), averaging to the step."""
+    model = new_head_model(2)
+    names = ["feature_mix.weight", "head.weight", "head.bias"]
+    x = np.random.default_rng(6).integers(-128, 128, (1, 3, 16, 16)).astype(np.int8)
+    _, grads = reference_gradients(model, x, 1, names)
+    qas_grad = grads["head.weight"] / units(model, "head.weight") ** 2
+    lr = 0.7 / np.median(np.abs(qas_grad[qas_grad != 0]))  # typical steps: below one unit
+    art = tinytvm.build(paper_to_relax(model, logits="float32"), target="host",
+                        train=tinytvm.TrainConfig(lr=lr, trainable=names, int8_update=rounding))
+    assert not any(n.endswith(".master") for n in art.weights)
+    session = art.host_session()
+    before = session.params()
+    session.train_step(x, 1)
+    after = session.params()
+    name = "head.weight"
+    target = before[name].astype(np.float64) - lr * grads[name] / units(model, name) ** 2
+    target = np.clip(target, -128, 127)
+    got = after[name].astype(np.float64)
+    if rounding == "round":
+        off = np.abs(got - np.rint(target))
+        assert (off <= 1).all() and (off == 0).mean() > 0.99
+        assert (got != before[name]).any()  # only steps beyond half a unit land
+    else:  # the C's draws are the murmur3 mix re-stated below, for weight 1 at step 0
+        step = before[name].astype(np.float64) - target
+        u = np.ldexp((mix32(np.arange(step.size), 0, salt=1) >> 8).astype(np.float64),
+                     -24).reshape(step.shape)
+        expected = np.clip(before[name] - np.floor(step + u), -128, 127)
+        clear = np.abs(step + u - np.rint(step + u)) > 1e-4  # float32 vs float64 at the floor
+        assert clear.mean() > 0.95
+        np.testing.assert_array_equal(got[clear], expected[clear])
+
+
+def mix32(index, counter, salt):
+    """tinytvm.quant.qupdate._hash in numpy (uint32 wrap-around)."""
+    with np.errstate(over="ignore"):
+        h = (np.asarray(index, np.uint32) * np.uint32(0x9E3779B1)
+             + np.uint32(counter) * np.uint32(0x85EBCA77) + np.uint32(salt))
+        for shift, mult in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+            h = (h ^ (h >> np.uint32(shift))) * np.uint32(mult)
+        return h ^ (h >> np.uint32(16))
+
+
+def test_stochastic_rounding_draws_are_uniform_and_unbiased():
+    """The hash's 24-bit draws: uniform in [0, 1), so floor(step + u) averages to the step."""
+    u = np.ldexp((mix32(np.arange(200_000), 3, salt=5) >> 8).astype(np.float64), -24)
+    counts, _ = np.histogram(u, bins=20, range=(0, 1))
+    assert counts.min() > 0.95 * len(u) / 20 and counts.max() < 1.05 * len(u) / 20
+    steps = np.random.default_rng(0).uniform(-3, 3, len(u))
+    assert abs(np.mean(np.floor(steps + u) - steps)) < 0.01
+    consecutive = mix32(np.arange(1000), 0, 5) != mix32(np.arange(1000), 1, 5)
+    assert consecutive.mean() > 0.99  # a new stream every step
+
+
+def test_int8_training_step_identical_on_host_and_qemu(tmp_path):
+    """The same int8 training loop (QAS, master copies, stochastic rounding's counter too) run
+    by the host build and by the Cortex-M7 in QEMU: bit-identical losses and accuracies."""
+    model = new_head_model(4)
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, (12, 1, 3, 16, 16)).astype(np.int8)
+    y = rng.integers(0, 10, 12).astype(np.int32)
+    train, evaluation = Dataset.int8(x[:8], y[:8]), Dataset.int8(x[8:], y[8:])
+    for rounding in ("master", "stochastic"):
+        art = tinytvm.build(paper_to_relax(model, logits="float32"), target="mps2-an500",
+                            train=tinytvm.TrainConfig(lr=0.02, trainable=TRAINABLE,
+                                                      int8_update=rounding))
+        host = run_training(art, train, evaluation, 6, where="host",
+                            workdir=tmp_path / f"{rounding}-host")
+        qemu = run_training(art, train, evaluation, 6, where="qemu",
+                            workdir=tmp_path / f"{rounding}-qemu")
+        assert len(host.losses) == 6 and np.isfinite(host.losses).all()
+        np.testing.assert_array_equal(host.losses.view(np.uint32), qemu.losses.view(np.uint32))
+        assert (host.correct_before, host.correct_after) == (qemu.correct_before,
+                                                             qemu.correct_after)
+        assert host.losses[-1] < host.losses[0] or rounding == "stochastic"
+
+
+def test_int8_memory_report_counts_integer_weights_and_masters():
+    """Trainable SRAM = int8 weights (1 B) + int32 biases (4 B) + float32 masters (4 B each)."""
+    model = new_head_model()
+    names = ["feature_mix.weight", "feature_mix.bias"]
+    art = tinytvm.build(paper_to_relax(model, logits="float32"), target="host",
+                        train=tinytvm.TrainConfig(lr=0.01, trainable=names))
+    weight = model.feature_mix.weight
+    expected = weight.size * (1 + 4) + model.feature_mix.bias.size * (4 + 4)
+    assert art.memory.trainable_bytes == expected
+    round_art = tinytvm.build(paper_to_relax(model, logits="float32"), target="host",
+                              train=tinytvm.TrainConfig(lr=0.01, trainable=names,
+                                                        int8_update="round"))
+    assert round_art.memory.trainable_bytes == weight.size + model.feature_mix.bias.size * 4

@@ -1,0 +1,89 @@
+"""Random int8 models in the paper's format (``paper.PaperModel``), for tests and examples that
+must not depend on the pretrained data: a first conv, MobileNetV2 blocks (1x1 expand, 3x3
+depthwise, 1x1 project, residual when shapes allow), a 1x1 feature mix, pool, classifier.
+
+Weights are random; every output quantization is calibrated on one random input (the
+accumulator's spread mapped to ~±48 int8 units, ReLU6 outputs with zero point -128), so
+activations use the int8 range the way a real model's do, and the model passes
+``paper._check_model``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .paper import (
+    PaperModel,
+    QBlock,
+    QConv,
+    QResidual,
+    _check_model,
+    _out_size,
+    conv_accumulate,
+    requantize,
+    residual_add,
+)
+
+SPREAD = 48.0  # int8 units per accumulator standard deviation after rescale
+
+
+def _conv(rng, name, x, x_quant, out_channels, kernel, stride, groups, relu) -> QConv:
+    _, c, h, w = x.shape
+    pad = (kernel - 1) // 2
+    out_hw = (_out_size(h, kernel, stride, pad), _out_size(w, kernel, stride, pad))
+    weight = rng.integers(-127, 128, (out_channels, c // groups, kernel, kernel)).astype(np.int8)
+    conv = QConv(name, c, out_channels, (kernel, kernel), stride, groups, (pad, pad), (h, w),
+                 out_hw, weight, np.zeros(out_channels, np.int32),
+                 rng.uniform(0.002, 0.02, out_channels).astype(np.float32),
+                 x_quant[0], x_quant[1], 1.0, 0)
+    acc = conv_accumulate(conv, x).astype(np.float64)
+    real = acc * conv.x_scale * conv.w_scales[None, :, None, None]
+    bias_real = rng.normal(0, real.std() / 4 + 1e-6, out_channels)
+    bias = np.rint(bias_real / (conv.x_scale * conv.w_scales)).astype(np.int32)
+    spread = (real + bias_real[None, :, None, None]).std() + 1e-9
+    y_scale = float(spread / SPREAD)
+    y_zero = -128 if relu else int(rng.integers(-8, 9))
+    return QConv(**{**conv.__dict__, "bias": bias, "y_scale": y_scale, "y_zero": y_zero})
+
+
+def _run(conv: QConv, x):
+    return requantize(conv, conv_accumulate(conv, x))
+
+
+def tiny_int8_model(seed: int = 0, hw: int = 16, width: int = 8, blocks: int = 2,
+                    num_classes: int = 10) -> PaperModel:
+    """A small MobileNetV2-like int8 model for (1, 3, hw, hw) inputs."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (1, 3, hw, hw)).astype(np.int8)
+    quant = (2 / 255, 0)
+    first = _conv(rng, "first_conv", x, quant, width, 3, 2, 1, True)
+    x, quant = _run(first, x), (first.y_scale, first.y_zero)
+    block_list = []
+    for b in range(blocks):
+        name = f"blocks.{b}"
+        block_in, in_quant = x, quant
+        expand = _conv(rng, f"{name}.pointwise1", x, quant, width * 3, 1, 1, 1, True)
+        x = _run(expand, x)
+        dw = _conv(rng, f"{name}.depthwise", x, (expand.y_scale, expand.y_zero), width * 3, 3,
+                   1, width * 3, True)
+        x = _run(dw, x)
+        project = _conv(rng, f"{name}.pointwise2", x, (dw.y_scale, dw.y_zero), width, 1, 1, 1,
+                        False)
+        x = _run(project, x)
+        quant = (project.y_scale, project.y_zero)
+        residual = None
+        if b > 0:  # shapes match after the first block
+            out_scale = float(max(project.y_scale, in_quant[0]) * 1.5)
+            residual = QResidual(f"{name}.residual", in_quant[0], in_quant[1], out_scale, 0)
+            x = residual_add(residual, project, x, block_in)
+            quant = (out_scale, 0)
+        block_list.append(QBlock(name, expand, dw, project, residual))
+    mix = _conv(rng, "feature_mix", x, quant, width * 4, 1, 1, 1, True)
+    x = _run(mix, x)
+    pooled = np.zeros((1, width * 4, 1, 1), np.int8) + x.mean(axis=(2, 3), keepdims=True).astype(
+        np.int8)
+    classifier = _conv(rng, "classifier", pooled, (mix.y_scale, mix.y_zero), num_classes, 1, 1,
+                       1, False)
+    model = PaperModel("tiny-int8", first, tuple(block_list), mix, classifier, (3, hw, hw))
+    _check_model(model)
+    return model
