@@ -230,3 +230,35 @@ def test_int8_memory_report_counts_integer_weights_and_masters():
                               train=tinytvm.TrainConfig(lr=0.01, trainable=names,
                                                         int8_update="round"))
     assert round_art.memory.trainable_bytes == weight.size + model.feature_mix.bias.size * 4
+
+
+def test_int8_sparse_scheme_partial_channels_match_reference():
+    """An UpdateScheme on an int8 graph: layers found from the int8 kernels, a partial-channel
+    weight (first half of feature_mix's rows) gets the reference's step on those rows only, and
+    its other rows and every frozen weight stay as they were."""
+    from tinytvm.sparse import UpdateScheme, trainable_layers
+
+    model = new_head_model(3)
+    mod = paper_to_relax(model, logits="float32")
+    layers = trainable_layers(mod)
+    assert [layer.kind for layer in layers[:3]] == ["conv", "conv", "depthwise"]
+    assert layers[-1].kind == "linear" and layers[-1].weight == "head.weight"
+    mix = next(i for i, layer in enumerate(layers) if layer.weight == "feature_mix.weight")
+    lr = 0.05
+    art = tinytvm.build(mod, target="host", train=tinytvm.TrainConfig(
+        lr=lr, update=UpdateScheme(2, ((mix, 0.5),), True)))
+    assert art.weights["feature_mix.weight.master"].shape == (16, 8, 1, 1)
+    session = art.host_session()
+    before = session.params()
+    x = np.random.default_rng(9).integers(-128, 128, (1, 3, 16, 16)).astype(np.int8)
+    session.train_step(x, 2)
+    after = session.params()
+    _, grads = reference_gradients(model, x, 2, ["feature_mix.weight"])
+    step = lr * grads["feature_mix.weight"] / units(model, "feature_mix.weight") ** 2
+    assert_moved(before["feature_mix.weight"][:16], after["feature_mix.weight.master"],
+                 step[:16], "feature_mix.weight")
+    np.testing.assert_array_equal(after["feature_mix.weight"][16:],
+                                  before["feature_mix.weight"][16:])
+    for name, t in art.weights.items():
+        if not t.trainable:
+            np.testing.assert_array_equal(after[name], before[name])

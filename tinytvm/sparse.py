@@ -45,7 +45,10 @@ def trainable_layers(mod: tvm.IRModule) -> list[Layer]:
     layers = []
     for b in view.bindings:
         name = op_name(b.value)
-        if name in CONVS and b.value.args[1].name in weights:
+        int8 = _int8_layer(mod, b.value, weights, len(layers))
+        if int8 is not None:
+            layers.append(int8)
+        elif name in CONVS and b.value.args[1].name in weights:
             w = b.value.args[1]
             kind = "depthwise" if int(b.value.attrs.groups) > 1 else "conv"
             layers.append(Layer(len(layers), kind, w.name, bias_of.get(b.var), shape_of(w)[0]))
@@ -58,6 +61,27 @@ def trainable_layers(mod: tvm.IRModule) -> list[Layer]:
     if not layers:
         raise UnsupportedModelError("the model has no conv or linear layer to train")
     return layers
+
+
+INT8_LAYER_OPS = ("qconv2d", "qclassifier")  # tinytvm.quant.qops kernels: (x, weight, bias, ...)
+
+
+def _int8_layer(mod, call, weights: set[str], index: int) -> Layer | None:
+    """An int8 conv / classifier call_tir (its kernel's "tt.op"), as a Layer."""
+    name = op_name(call)
+    if not (name and name.startswith("call_tir:")):
+        return None
+    kernel = mod[call.args[0]]
+    op = str(kernel.attrs["tt.op"]) if kernel.attrs is not None and "tt.op" in kernel.attrs else ""
+    if op not in INT8_LAYER_OPS:
+        return None
+    _, weight, bias = call.args[1].fields[:3]
+    if weight.name not in weights:
+        return None
+    kind = ("linear" if op == "qclassifier" else
+            "depthwise" if int(kernel.attrs["tt.groups"]) > 1 else "conv")
+    return Layer(index, kind, weight.name, bias.name if bias.name in weights else None,
+                 shape_of(weight)[0])
 
 
 @dataclass(frozen=True)
