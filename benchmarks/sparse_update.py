@@ -17,10 +17,8 @@ import time
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from scipy.ndimage import zoom
-from sklearn.datasets import load_digits
-
 from tinytvm.build import _as_module
+from tinytvm.datasets import digits_rgb
 from tinytvm.models.paper import paper_models_available
 from tinytvm.models.paper_fp32 import paper_onnx_fp32
 from tinytvm.pipeline import canonicalize, run_passes
@@ -29,13 +27,9 @@ from tinytvm.sparse_search import analyze_contributions, fine_tune_accuracy, sea
 
 
 def digits_128(n_train: int, n_eval: int, seed: int = 0):
-    d = load_digits()
-    order = np.random.default_rng(seed).permutation(len(d.target))
-    images = d.images[order] / 16.0
-    up = np.stack([zoom(im, 16, order=1) for im in images[: n_train + n_eval]])
-    x = (2 * np.clip(up, 0, 1) - 1).astype(np.float32)[:, None].repeat(3, axis=1)
-    y = d.target[order][: n_train + n_eval].astype(np.int32)
-    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+    """Digits at 128×128×3 as the fp32 model's input x = 2p − 1 (its dequantized int8 input)."""
+    (x, y), (ex, ey) = digits_rgb(n_train, n_eval, seed)
+    return (2 * x - 1, y), (2 * ex - 1, ey)
 
 
 def main():

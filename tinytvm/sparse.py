@@ -155,12 +155,13 @@ class MemoryCost:
 
 
 def memory_cost(model, scheme: UpdateScheme, lr: float = 0.01, momentum: float = 0.0,
-                planner: str = "auto") -> MemoryCost:
+                planner: str = "auto", **config) -> MemoryCost:
     """What a scheme costs: the same plan `tinytvm.build` makes (same passes, order, planner),
-    without generating C — so it agrees with the build by construction."""
+    without generating C — so it agrees with the build by construction. `config`: more
+    TrainConfig fields (int8 graphs: `int8_update` decides whether fp32 masters exist)."""
     from .build import TrainConfig, plan_memory
 
-    plans, trainable = plan_memory(model, TrainConfig(lr=lr, momentum=momentum, update=scheme),
-                                   planner)
+    plans, trainable = plan_memory(
+        model, TrainConfig(lr=lr, momentum=momentum, update=scheme, **config), planner)
     step = plans["train_step"]
     return MemoryCost(max(step.peak, plans["infer"].peak), step.lower_bound, trainable)

@@ -46,10 +46,12 @@ class Contributions:
 
 
 def fine_tune_accuracy(model, scheme: UpdateScheme, train, evaluation, *, steps: int, lr: float,
-                       momentum: float = 0.0) -> float:
+                       momentum: float = 0.0, **config) -> float:
     """Accuracy on `evaluation` after `steps` single-sample steps on `train`, run by the C code
-    tinytvm generates for this scheme (host build)."""
-    art = build(model, train=TrainConfig(lr=lr, momentum=momentum, update=scheme), verify=False)
+    tinytvm generates for this scheme (host build). `config`: more TrainConfig fields (e.g.
+    int8 graphs' `qas`, `int8_update`)."""
+    art = build(model, train=TrainConfig(lr=lr, momentum=momentum, update=scheme, **config),
+                verify=False)
     sess = art.host_session()
     (x, y), (ex, ey) = train, evaluation
     for step in range(steps):

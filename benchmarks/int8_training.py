@@ -1,0 +1,136 @@
+"""fp32 SGD vs int8 SGD vs int8 + QAS: fine-tuning the paper's int8 MobileNetV2-w0.35.
+
+The paper's experiment (Lin et al. 2022, Table 1 / Fig. 4), on one transfer task: the
+ImageNet-pretrained MobileNetV2-w0.35 from shared/ with a new 10-class head, scikit-learn's
+digits upsampled to 128×128×3, batch 1, plain SGD, the last blocks updated (biases of the last
+`--bias-last` layers, weights of the last `--weight-last` layers incl. the head). Per seed the
+data split and the head's initial weights change; the int8 head is the per-channel
+quantization of the same float head the fp32 run starts from.
+
+Methods, each run by the C code tinytvm generates (host session; `--qemu` also runs int8+QAS
+for a few steps on the emulated Cortex-M7 and checks its losses equal the host's bit for bit):
+- fp32 SGD: the dequantized model (tinytvm.models.paper_fp32), float32 C;
+- int8 SGD: the real int8 graph, gradients w.r.t. the integer tensors used as they are;
+- int8 + QAS: the same with Quantization-Aware Scaling; and how an int8 weight stores its step:
+  an fp32 master copy (default), rounding to nearest, stochastic rounding.
+The learning rate is the best of a grid per method (mean accuracy over seeds): int8 SGD's
+gradients are off by s_W² ~ 1e-4 (weights) and (s_x s_W)² (biases), so its grid is wider.
+
+Rerun: `python benchmarks/int8_training.py [--steps 400] [--seeds 3] [--qemu]` (~15 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import onnx
+from rich.console import Console
+from rich.table import Table
+
+import tinytvm
+from tinytvm.datasets import digits_rgb
+from tinytvm.harness import Dataset, run_training
+from tinytvm.models.paper import load_paper_model, paper_models_available, quantize_input
+from tinytvm.models.paper_fp32 import paper_onnx_fp32
+from tinytvm.quant.paper_import import paper_to_relax, with_new_head
+from tinytvm.sparse import UpdateScheme, memory_cost, trainable_layers
+from tinytvm.sparse_search import fine_tune_accuracy
+
+METHODS = {  # label: (precision, TrainConfig fields)
+    "fp32 SGD": ("fp32", {}),
+    "int8 SGD": ("int8", {"qas": False}),
+    "int8 + QAS (fp32 master)": ("int8", {}),
+    "int8 + QAS (round)": ("int8", {"int8_update": "round"}),
+    "int8 + QAS (stochastic)": ("int8", {"int8_update": "stochastic"}),
+}
+
+
+def models_for_seed(seed: int):
+    """(fp32 ONNX, int8 Relax) with the same pretrained body and the same new head init."""
+    fp32 = paper_onnx_fp32("mbv2-w0.35", num_classes=10, seed=seed)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in fp32.graph.initializer}
+    int8 = with_new_head(load_paper_model("mbv2-w0.35"), inits["head.weight"],
+                         inits["head.bias"])
+    return fp32, paper_to_relax(int8, logits="float32")
+
+
+def task(seed: int, n_train: int, n_eval: int):
+    """Digits for both precisions: fp32 inputs 2p − 1, int8 inputs as the original quantizes."""
+    (x, y), (ex, ey) = digits_rgb(n_train, n_eval, seed)
+    model = load_paper_model("mbv2-w0.35")
+    q = np.stack([quantize_input(model, im) for im in x])
+    eq = np.stack([quantize_input(model, im) for im in ex])
+    return {"fp32": ((2 * x - 1, y), (2 * ex - 1, ey)), "int8": ((q, y), (eq, ey))}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--train", type=int, default=500)
+    parser.add_argument("--eval", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--bias-last", type=int, default=12)
+    parser.add_argument("--weight-last", type=int, default=4)
+    parser.add_argument("--lrs", default="0.003,0.01,0.03")
+    parser.add_argument("--int8-sgd-lrs", default="0.03,1,30,1000")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--qemu", action="store_true", help="also run int8+QAS in QEMU")
+    args = parser.parse_args()
+    console = Console(width=170)
+    if not paper_models_available():
+        raise SystemExit("the paper models are not in ../shared/data/paper-models")
+    fp32_0, int8_0 = models_for_seed(0)
+    n = len(trainable_layers(int8_0))
+    scheme = UpdateScheme(args.bias_last, tuple((i, 1.0) for i in range(n - args.weight_last, n)))
+    seeds = list(range(args.seeds))
+    data = {s: task(s, args.train, args.eval) for s in seeds}
+    models = {s: models_for_seed(s) for s in seeds}
+    results = {}
+    for label in args.methods.split(","):
+        precision, config = METHODS[label]
+        grid = args.int8_sgd_lrs if label == "int8 SGD" else args.lrs
+        start = time.perf_counter()
+        per_lr = {}
+        for lr in (float(v) for v in grid.split(",")):
+            per_lr[lr] = [fine_tune_accuracy(
+                models[s][0 if precision == "fp32" else 1], scheme, *data[s][precision],
+                steps=args.steps, lr=lr, **config) for s in seeds]
+            console.print(f"{label} lr={lr:g}: {np.mean(per_lr[lr]):.1%} {per_lr[lr]}")
+        best = max(per_lr, key=lambda lr: np.mean(per_lr[lr]))
+        cost = memory_cost(fp32_0 if precision == "fp32" else int8_0, scheme, **config)
+        results[label] = (best, per_lr[best], cost, time.perf_counter() - start)
+
+    table = Table(title=f"MobileNetV2-w0.35 (pretrained) → digits 128×128, {args.steps} steps, "
+                        f"batch 1, {UpdateScheme.__name__}{str(scheme).removeprefix('UpdateScheme')}"
+                        f", {len(seeds)} seeds, {args.eval} held-out")
+    for col in ("method", "accuracy mean ± std", "per seed", "best lr", "arena B",
+                "trainable B", "s"):
+        table.add_column(col, justify="right")
+    for label, (lr, accs, cost, secs) in results.items():
+        table.add_row(label, f"{np.mean(accs):.1%} ± {np.std(accs):.1%}",
+                      " ".join(f"{a:.1%}" for a in accs), f"{lr:g}", f"{cost.arena_bytes:,}",
+                      f"{cost.trainable_bytes:,}", f"{secs:.0f}")
+    console.print(table)
+    if args.qemu:
+        qemu_check(console, int8_0, scheme, data[0]["int8"], results)
+
+
+def qemu_check(console, model, scheme, data, results, steps: int = 10, n_eval: int = 10):
+    """int8+QAS on the emulated Cortex-M7: the same C as the host build, same losses."""
+    lr = results.get("int8 + QAS (fp32 master)", (0.01,))[0]
+    (x, y), (ex, ey) = data
+    art = tinytvm.build(model, target="mps2-an500", train=tinytvm.TrainConfig(lr=lr, update=scheme))
+    train, evaluation = Dataset.int8(x[:steps], y[:steps]), Dataset.int8(ex[:n_eval], ey[:n_eval])
+    host = run_training(art, train, evaluation, steps, where="host")
+    qemu = run_training(art, train, evaluation, steps, where="qemu", timeout=3600)
+    same = np.array_equal(host.losses.view(np.uint32), qemu.losses.view(np.uint32))
+    console.print(f"QEMU (Cortex-M7) int8+QAS, {steps} steps, lr {lr:g}: losses bit-identical to "
+                  f"the host: {same}; {qemu.instructions / steps / 1e6:.0f} M instructions/step "
+                  f"(incl. the before/after evals: {2 * n_eval} inferences); stack peak "
+                  f"{qemu.stack_peak} B; losses {np.round(qemu.losses, 3).tolist()}")
+
+
+if __name__ == "__main__":
+    main()
