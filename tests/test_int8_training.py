@@ -262,3 +262,14 @@ def test_int8_sparse_scheme_partial_channels_match_reference():
     for name, t in art.weights.items():
         if not t.trainable:
             np.testing.assert_array_equal(after[name], before[name])
+
+
+def test_memory_report_names_the_optimizer_state():
+    model = new_head_model()
+    names = ["feature_mix.weight", "feature_mix.bias"]
+    art = tinytvm.build(paper_to_relax(model, logits="float32"), target="host",
+                        train=tinytvm.TrainConfig(lr=0.01, trainable=names, momentum=0.9))
+    w, b = model.feature_mix.weight.size, model.feature_mix.bias.size
+    assert art.memory.state_bytes == (w + b) * 4 * 2  # fp32 masters + momenta
+    assert art.memory.trainable_bytes == w + 4 * b + art.memory.state_bytes
+    assert "of which optimizer" in str(art.memory)

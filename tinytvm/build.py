@@ -136,6 +136,7 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     report = MemoryReport(
         target=target, functions=functions,
         trainable_bytes=sum(t.nbytes for t in weights.values() if t.trainable),
+        state_bytes=_state_bytes(lowered, weights, inference_only),
         frozen_bytes=sum(t.nbytes for t in weights.values() if not t.trainable),
         constant_bytes=sum(t.nbytes for t in constants),
         stack_bytes=stack_bytes if board.kind != "host" else 0,
@@ -200,6 +201,15 @@ def _programs(lowered: tvm.IRModule, inference_only: bool):
         "train_step": aot.build_program(train_func, weights, constants, "train", elementwise),
         "infer": aot.build_program(lowered["main"], weights, constants, "infer", elementwise),
     }
+
+
+def _state_bytes(lowered: tvm.IRModule, weights: dict, inference_only: bool) -> int:
+    """Bytes of what the step updates that is not a model weight: the optimizer's state."""
+    if inference_only:
+        return 0
+    model_weights = {str(n) for n in lowered["train_step"].attrs["trainable"]}
+    return sum(t.nbytes for name, t in weights.items()
+               if t.trainable and name not in model_weights)
 
 
 def _plan(programs: dict, planner: str):

@@ -41,6 +41,7 @@ class MemoryReport:
     sram_budget: int | None = None
     flash_budget: int | None = None
     notes: list[str] = field(default_factory=list)
+    state_bytes: int = 0  # of trainable_bytes: optimizer state (momenta, fp32 masters, counters)
 
     @property
     def arena_bytes(self) -> int:
@@ -75,6 +76,9 @@ class MemoryReport:
                          f"   ({ratio:.3f}x)   no reuse {f.naive:>9} B   tensors {len(f.problem.buffers)}")
         lines.append(f"  arena (shared)          {self.arena_bytes:>9} B")
         lines.append(f"  trainable state (SRAM)  {self.trainable_bytes:>9} B")
+        if self.state_bytes:
+            lines.append(f"    of which optimizer    {self.state_bytes:>9} B   (momenta, fp32 "
+                         "master copies, counters)")
         lines.append(f"  stack reserve           {self.stack_bytes:>9} B")
         budget = f" / budget {self.sram_budget} B" if self.sram_budget else ""
         lines.append(f"  SRAM total              {self.sram_bytes:>9} B{budget}")
@@ -110,7 +114,7 @@ class MemoryReport:
             "trainable_bytes": self.trainable_bytes, "frozen_bytes": self.frozen_bytes,
             "constant_bytes": self.constant_bytes, "stack_bytes": self.stack_bytes,
             "sram_budget": self.sram_budget, "flash_budget": self.flash_budget,
-            "notes": list(self.notes),
+            "notes": list(self.notes), "state_bytes": self.state_bytes,
         }
 
     @classmethod
@@ -122,4 +126,4 @@ class MemoryReport:
                    trainable_bytes=data["trainable_bytes"], frozen_bytes=data["frozen_bytes"],
                    constant_bytes=data["constant_bytes"], stack_bytes=data["stack_bytes"],
                    sram_budget=data.get("sram_budget"), flash_budget=data.get("flash_budget"),
-                   notes=list(data.get("notes", [])))
+                   notes=list(data.get("notes", [])), state_bytes=data.get("state_bytes", 0))
