@@ -12,7 +12,7 @@ from string import Template
 import numpy as np
 
 from .aot import C_TYPES, Program, Tensor
-from .lower import kernel_symbol
+from .lower import FAST_KERNELS_HEADER, kernel_symbol
 from .toolchain import RUNTIME_C
 
 TEMPLATES = RUNTIME_C / "templates"
@@ -94,8 +94,11 @@ def render(name: str, fields: dict, programs: dict, offsets: dict) -> dict[str, 
     fields["train_function"] = Template(_template("train_step.c.tmpl")).substitute(
         fields, train_body=function_body(programs["train_step"], offsets["train_step"], True),
     ) if train else ""
-    return {header: Template(_template("model.h.tmpl")).substitute(fields),
-            f"{name}.c": Template(_template("model.c.tmpl")).substitute(fields)}
+    sources = {header: Template(_template("model.h.tmpl")).substitute(fields),
+               f"{name}.c": Template(_template("model.c.tmpl")).substitute(fields)}
+    if f'#include "{FAST_KERNELS_HEADER}"' in fields["kernels"]:  # copied next to model.c
+        sources[FAST_KERNELS_HEADER] = (RUNTIME_C / "kernels" / FAST_KERNELS_HEADER).read_text()
+    return sources
 
 
 def _template(file: str) -> str:

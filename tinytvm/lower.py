@@ -96,6 +96,10 @@ _LOWER_TO_C = [
 ]
 
 
+# The hand-written micro-kernels (runtime_c/kernels/) that PrimFuncs with "tt.fast" call.
+FAST_KERNELS_HEADER = "tt_qconv.h"
+
+
 def kernel_symbol(prim_name: str) -> str:
     return f"tt_k_{prim_name}"
 
@@ -110,7 +114,10 @@ def kernels_to_c(mod: tvm.IRModule) -> str:
     target = Target("c")
     seq = tvm.transform.Sequential([tirx.transform.BindTarget(target), *_LOWER_TO_C])
     source = tvm.get_global_func("target.build.c")(seq(unpacked), target).inspect_source()
-    return _strip_tvm_runtime(source)
+    source = _strip_tvm_runtime(source)
+    if any(f.attrs is not None and "tt.fast" in f.attrs for f in prims.values()):
+        source = f'#include "{FAST_KERNELS_HEADER}"\n\n' + source
+    return source
 
 
 def _strip_tvm_runtime(source: str) -> str:

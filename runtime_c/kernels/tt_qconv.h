@@ -1,0 +1,444 @@
+/* tt_qconv.h — fast int8 forward conv micro-kernels for the Cortex-M7 (header only).
+ *
+ * Bit-exact drop-ins for tinytvm.quant.qops.qconv2d (NCHW int8 input, batch 1; OIHW int8
+ * weights read sequentially from flash; int32 bias; float32 per-channel scale):
+ *
+ *   acc  = sum (x - x_zero) * w            int32, the padding read as x_zero (adds 0)
+ *   y    = clamp(nearbyintf(((float)acc + (float)bias[o]) * scale[o]) + y_zero, -128, 127)
+ *
+ * every float op in float32, in that order (build with -ffp-contract=off, as tinytvm does).
+ *
+ *   tt_qconv_im2col  any groups=1 conv (1x1 pointwise, 3x3 stride 2 first layer, ...)
+ *   tt_qconv_dw3x3   depthwise 3x3 (groups = C = O), stride 1 or 2, any padding
+ *
+ * Two paths give identical results: a DSP path (__ARM_FEATURE_DSP: SXTB16, SXTAB16, SMLAD,
+ * SMLABT/SMLATB, QADD, SSAT — Cortex-M4/M7/M33) and a portable C path that computes the
+ * same integers with plain C (the host build). Only the intrinsics differ; the loops are shared.
+ *
+ * Scratch: the kernels allocate nothing. The caller passes a 4-byte aligned scratch buffer of
+ * TT_QCONV_IM2COL_SCRATCH(K) or TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes (formulas below); it
+ * holds (x - x_zero) widened to int16, so the inner loops run two 16x16 MACs per SMLAD.
+ * Both sizes are small (4 pixels' columns, or 3 padded input rows).
+ *
+ * Rounding: nearbyintf rounds in the current FPSCR mode, which is round-to-nearest-even after
+ * reset; the DSP path uses VCVTR (also FPSCR-directed), so both agree in any mode. NaN or
+ * infinite scales are outside the contract (qops' float clamp is then compiler-dependent).
+ */
+#ifndef TT_QCONV_H
+#define TT_QCONV_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TT_QCONV_DSP 1
+#include <arm_acle.h>
+#else
+#define TT_QCONV_DSP 0
+#endif
+
+/* Bytes of scratch, 4-byte aligned. K = C * kh * kw: 4 pixel columns of int16, K rounded up
+ * to a multiple of 4. */
+#define TT_QCONV_IM2COL_SCRATCH(K) (8 * (((K) + 3) / 4 * 4))
+/* 3 rows of int16, each W + 2 * pad_w values rounded up to even, plus 2 zero values of slack
+ * (the 2-output loop reads one pair past the last tap). */
+#define TT_QCONV_DW3X3_SCRATCH(W, pad_w) (6 * ((((W) + 2 * (pad_w)) + 3) / 2 * 2))
+
+/* ---- primitives: unaligned 32-bit access and the DSP operations ---------------------------- */
+
+/* Scratch is written as int16 and read as 32-bit pairs: both types may alias (GCC, Clang). */
+typedef uint32_t tt_q_word __attribute__((may_alias));
+typedef int16_t tt_q_half __attribute__((may_alias));
+
+static inline uint32_t tt_q_ld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline void tt_q_st32(void *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* (lo16 of a, lo16 of b) packed: PKHBT a, b, LSL #16 */
+static inline uint32_t tt_q_pkhbt(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
+/* (hi16 of b, hi16 of a) packed: PKHTB a, b, ASR #16 */
+static inline uint32_t tt_q_pkhtb(uint32_t a, uint32_t b) { return (a & 0xFFFF0000u) | (b >> 16); }
+
+#if TT_QCONV_DSP
+static inline uint32_t tt_q_sxtb16(uint32_t v) { return (uint32_t)__sxtb16((int32_t)v); }
+static inline uint32_t tt_q_sxtb16_ror8(uint32_t v)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+/* a + sxtb16(v) per halfword */
+static inline uint32_t tt_q_sxtab16(uint32_t a, uint32_t v)
+{
+    return (uint32_t)__sxtab16((int32_t)a, (int32_t)v);
+}
+static inline uint32_t tt_q_sxtab16_ror8(uint32_t a, uint32_t v)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+static inline int32_t tt_q_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlad((int32_t)a, (int32_t)b, acc);
+}
+static inline int32_t tt_q_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+static inline int32_t tt_q_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlatb((int32_t)a, (int32_t)b, acc);
+}
+#else
+static inline int32_t tt_q_lo(uint32_t v) { return (int16_t)(uint16_t)(v & 0xFFFFu); }
+static inline int32_t tt_q_hi(uint32_t v) { return (int16_t)(uint16_t)(v >> 16); }
+static inline uint32_t tt_q_pack16(int32_t lo, int32_t hi)
+{
+    return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
+}
+static inline uint32_t tt_q_sxtb16(uint32_t v)
+{
+    return tt_q_pack16((int8_t)(uint8_t)v, (int8_t)(uint8_t)(v >> 16));
+}
+static inline uint32_t tt_q_sxtb16_ror8(uint32_t v) { return tt_q_sxtb16((v >> 8) | (v << 24)); }
+static inline uint32_t tt_q_sxtab16(uint32_t a, uint32_t v)
+{
+    uint32_t e = tt_q_sxtb16(v);
+    return tt_q_pack16(tt_q_lo(a) + tt_q_lo(e), tt_q_hi(a) + tt_q_hi(e));
+}
+static inline uint32_t tt_q_sxtab16_ror8(uint32_t a, uint32_t v)
+{
+    return tt_q_sxtab16(a, (v >> 8) | (v << 24));
+}
+static inline int32_t tt_q_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tt_q_lo(a) * tt_q_lo(b))
+                     + (uint32_t)(tt_q_hi(a) * tt_q_hi(b)));
+}
+static inline int32_t tt_q_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tt_q_lo(a) * tt_q_hi(b)));
+}
+static inline int32_t tt_q_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tt_q_hi(a) * tt_q_lo(b)));
+}
+#endif
+
+/* ---- requantization: qops' float32 sequence, bit for bit ------------------------------------ */
+
+/* clamp(nearbyintf(v) + y_zero, -128, 127) */
+static inline int8_t tt_q_round_clamp(float v, int32_t y_zero)
+{
+#if TT_QCONV_DSP && defined(__ARM_FP)
+    /* VCVTR: float -> int32 in the FPSCR rounding mode (= nearbyintf), saturating; then
+     * clamp(r + y_zero) in saturating integers, which equals qops' float clamp: below 2**24 the
+     * float sum is exact, beyond it both clamp to the same bound. */
+    float r;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(r) : "t"(v));
+    int32_t i;
+    memcpy(&i, &r, 4);
+    return (int8_t)__ssat(__qadd(i, y_zero), 8);
+#else
+    float r = nearbyintf(v) + (float)y_zero;
+    r = r < 127.0f ? r : 127.0f;
+    r = r > -128.0f ? r : -128.0f;
+    return (int8_t)r;
+#endif
+}
+
+static inline int8_t tt_q_requant(int32_t acc, float bias, float scale, int32_t y_zero)
+{
+    return tt_q_round_clamp(((float)acc + bias) * scale, y_zero);
+}
+
+/* The same when the bias was added in int32: exact iff |acc|, |bias| and |acc + bias| are all
+ * at most 2**24 (then every float32 sum is exact), see tt_q_bias_in_acc. */
+static inline int8_t tt_q_requant_summed(int32_t acc_plus_bias, float scale, int32_t y_zero)
+{
+    return tt_q_round_clamp((float)acc_plus_bias * scale, y_zero);
+}
+
+/* Whether the bias may start the int32 accumulator: |acc| <= 255 * 128 * taps, so
+ * |bias| + 32640 * taps <= 2**24 keeps every value of qops' float sum an exact integer. */
+static inline int tt_q_bias_in_acc(int32_t bias, int32_t taps)
+{
+    int32_t limit = taps < 514 ? (1 << 24) - 32640 * taps : -1;
+    return bias <= limit && bias >= -limit;
+}
+
+/* ---- groups=1 conv through 4-pixel int16 columns ------------------------------------------- */
+
+/* Column slot of tap k within its group of 4: the words are (k, k+2) and (k+1, k+3), the pairing
+ * SXTB16 gives a weight word, so weights need no reordering. */
+static inline uint32_t tt_q_slot(uint32_t k) { return (k & ~3u) * 4u + ((k & 1u) << 1) + ((k & 2u) >> 1); }
+
+/* Columns of pixels p0..p0+3 of a 1x1 stride-1 unpadded conv (P pixels per channel): a 4x4
+ * byte transpose per 4 channels, widened and shifted by -x_zero on the way (SXTAB16 with
+ * nzz = (-x_zero, -x_zero)). Channels past the last multiple of 4 go through the scalar path. */
+static inline void tt_q_cols_1x1(const int8_t *x, int32_t C, int32_t P, int32_t p0,
+                                 uint32_t nzz, tt_q_word *col)
+{
+    const int8_t *xp = x + p0;
+    for (int32_t c = 0; c + 4 <= C; c += 4, xp += 4 * P, col += 8) {
+        uint32_t x0 = tt_q_ld32(xp), x1 = tt_q_ld32(xp + P);
+        uint32_t x2 = tt_q_ld32(xp + 2 * P), x3 = tt_q_ld32(xp + 3 * P);
+        uint32_t e0 = tt_q_sxtab16(nzz, x0), e1 = tt_q_sxtab16(nzz, x1);
+        uint32_t e2 = tt_q_sxtab16(nzz, x2), e3 = tt_q_sxtab16(nzz, x3);
+        uint32_t o0 = tt_q_sxtab16_ror8(nzz, x0), o1 = tt_q_sxtab16_ror8(nzz, x1);
+        uint32_t o2 = tt_q_sxtab16_ror8(nzz, x2), o3 = tt_q_sxtab16_ror8(nzz, x3);
+        /* pixel q: word 0 = (c, c+2), word 1 = (c+1, c+3) */
+        col[0] = tt_q_pkhbt(e0, e2);
+        col[1] = tt_q_pkhbt(e1, e3);
+        col[2] = tt_q_pkhbt(o0, o2);
+        col[3] = tt_q_pkhbt(o1, o3);
+        col[4] = tt_q_pkhtb(e2, e0);
+        col[5] = tt_q_pkhtb(e3, e1);
+        col[6] = tt_q_pkhtb(o2, o0);
+        col[7] = tt_q_pkhtb(o3, o1);
+    }
+}
+
+/* Column of output pixel q of the block: the taps k = (c, ky, kx) of the window whose top-left
+ * input is (iy0, ix0), as x - x_zero (0 in the padding). k0: first tap written (the 1x1 path
+ * writes only the channels its transpose left over). */
+static inline void tt_q_col_pixel(const int8_t *x, int32_t C, int32_t H, int32_t W, int32_t kh,
+                                  int32_t kw, int32_t iy0, int32_t ix0, int32_t x_zero,
+                                  int32_t c0, tt_q_half *col)
+{
+    int inside = iy0 >= 0 && ix0 >= 0 && iy0 + kh <= H && ix0 + kw <= W;
+    int32_t k = c0 * kh * kw;
+    for (int32_t c = c0; c < C; c++) {
+        for (int32_t ky = 0; ky < kh; ky++) {
+            int32_t iy = iy0 + ky;
+            int row_in = inside || (iy >= 0 && iy < H);
+            const int8_t *xr = x + (c * H + iy) * W + ix0;
+            for (int32_t kx = 0; kx < kw; kx++, k++) {
+                int in = inside || (row_in && ix0 + kx >= 0 && ix0 + kx < W);
+                col[tt_q_slot((uint32_t)k)] = (int16_t)(in ? xr[kx] - x_zero : 0);
+            }
+        }
+    }
+}
+
+/* The 4 accumulators of output channel row `wr` (K int8 weights) against the 4 columns,
+ * each starting at `init`. */
+static inline void tt_q_dot4(const int8_t *wr, int32_t K, int32_t last_row, const tt_q_word *col,
+                             int32_t init, int32_t acc[4])
+{
+    int32_t a0 = init, a1 = init, a2 = init, a3 = init;
+    int32_t groups = K >> 2;
+#if TT_QCONV_DSP
+    /* 17 instructions per 16 MACs; written out because GCC spills a pointer in this loop. */
+    if (groups > 0) {
+        uint32_t wv, wa, c0, c1;
+        __asm__(
+            "1:\n\t"
+            "ldr    %[wv], [%[wp]], #4\n\t"
+            "ldrd   %[c0], %[c1], [%[cp]], #8\n\t"
+            "sxtb16 %[wa], %[wv]\n\t"
+            "sxtb16 %[wv], %[wv], ror #8\n\t"
+            "smlad  %[a0], %[c0], %[wa], %[a0]\n\t"
+            "smlad  %[a0], %[c1], %[wv], %[a0]\n\t"
+            "ldrd   %[c0], %[c1], [%[cp]], #8\n\t"
+            "smlad  %[a1], %[c0], %[wa], %[a1]\n\t"
+            "smlad  %[a1], %[c1], %[wv], %[a1]\n\t"
+            "ldrd   %[c0], %[c1], [%[cp]], #8\n\t"
+            "smlad  %[a2], %[c0], %[wa], %[a2]\n\t"
+            "smlad  %[a2], %[c1], %[wv], %[a2]\n\t"
+            "ldrd   %[c0], %[c1], [%[cp]], #8\n\t"
+            "smlad  %[a3], %[c0], %[wa], %[a3]\n\t"
+            "smlad  %[a3], %[c1], %[wv], %[a3]\n\t"
+            "subs   %[n], %[n], #1\n\t"
+            "bne    1b\n\t"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wr),
+              [cp] "+r"(col), [n] "+r"(groups), [wv] "=&r"(wv), [wa] "=&r"(wa),
+              [c0] "=&r"(c0), [c1] "=&r"(c1)
+            :
+            : "cc", "memory");
+    }
+#else
+    for (int32_t g = 0; g < groups; g++, wr += 4, col += 8) {
+        uint32_t wv = tt_q_ld32(wr);
+        uint32_t wa = tt_q_sxtb16(wv), wb = tt_q_sxtb16_ror8(wv);
+        a0 = tt_q_smlad(col[0], wa, a0);
+        a0 = tt_q_smlad(col[1], wb, a0);
+        a1 = tt_q_smlad(col[2], wa, a1);
+        a1 = tt_q_smlad(col[3], wb, a1);
+        a2 = tt_q_smlad(col[4], wa, a2);
+        a2 = tt_q_smlad(col[5], wb, a2);
+        a3 = tt_q_smlad(col[6], wa, a3);
+        a3 = tt_q_smlad(col[7], wb, a3);
+    }
+#endif
+    if (K & 3) {
+        /* Tail taps: the column holds 0 past K, so any finite weight bytes do; read the next
+         * row's bytes unless this is the last row (then assemble the word byte by byte). */
+        uint32_t wv = 0;
+        if (!last_row) {
+            wv = tt_q_ld32(wr);
+        } else {
+            for (int32_t i = 0; i < (K & 3); i++) wv |= (uint32_t)(uint8_t)wr[i] << (8 * i);
+        }
+        uint32_t wa = tt_q_sxtb16(wv), wb = tt_q_sxtb16_ror8(wv);
+        a0 = tt_q_smlad(col[1], wb, tt_q_smlad(col[0], wa, a0));
+        a1 = tt_q_smlad(col[3], wb, tt_q_smlad(col[2], wa, a1));
+        a2 = tt_q_smlad(col[5], wb, tt_q_smlad(col[4], wa, a2));
+        a3 = tt_q_smlad(col[7], wb, tt_q_smlad(col[6], wa, a3));
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* y = qconv2d(x, w, bias, scale), groups = 1, any kernel / stride / padding.
+ * x int8 (1, C, H, W); w int8 (O, C, kh, kw); y int8 (1, O, Ho, Wo).
+ * scratch: TT_QCONV_IM2COL_SCRATCH(C * kh * kw) bytes, 4-byte aligned. */
+static inline void tt_qconv_im2col(const int8_t *x, const int8_t *w, const int32_t *bias,
+                                   const float *scale, int8_t *y, int32_t C, int32_t H,
+                                   int32_t W, int32_t O, int32_t kh, int32_t kw, int32_t stride,
+                                   int32_t pad_h, int32_t pad_w, int32_t x_zero, int32_t y_zero,
+                                   void *scratch)
+{
+    int32_t Ho = (H + 2 * pad_h - kh) / stride + 1, Wo = (W + 2 * pad_w - kw) / stride + 1;
+    int32_t P = Ho * Wo, K = C * kh * kw, Kp = (K + 3) & ~3;
+    tt_q_word *col = (tt_q_word *)scratch;
+    tt_q_half *col16 = (tt_q_half *)scratch;
+    int pointwise = kh == 1 && kw == 1 && stride == 1 && pad_h == 0 && pad_w == 0;
+    uint32_t nzz = ((uint32_t)-x_zero & 0xFFFFu) * 0x10001u;
+    memset(scratch, 0, (size_t)Kp * 8);
+    for (int32_t p0 = 0; p0 < P; p0 += 4) {
+        int32_t n = P - p0 < 4 ? P - p0 : 4;
+        int32_t c0 = 0;
+        if (pointwise && n == 4) {
+            tt_q_cols_1x1(x, C, P, p0, nzz, col);
+            c0 = C & ~3;
+        }
+        for (int32_t q = 0; q < n; q++) {
+            int32_t oy = (p0 + q) / Wo, ox = (p0 + q) % Wo;
+            tt_q_col_pixel(x, C, H, W, kh, kw, oy * stride - pad_h, ox * stride - pad_w,
+                           x_zero, c0, col16 + 4 * q);
+        }
+        const int8_t *wr = w;
+        int8_t *yp = y + p0;
+        for (int32_t o = 0; o < O; o++, wr += K, yp += P) {
+            int32_t acc[4];
+            float s = scale[o];
+            if (tt_q_bias_in_acc(bias[o], K)) {
+                tt_q_dot4(wr, K, o == O - 1, col, bias[o], acc);
+                if (n == 4) { /* unrolled: the accumulators stay in registers */
+                    yp[0] = tt_q_requant_summed(acc[0], s, y_zero);
+                    yp[1] = tt_q_requant_summed(acc[1], s, y_zero);
+                    yp[2] = tt_q_requant_summed(acc[2], s, y_zero);
+                    yp[3] = tt_q_requant_summed(acc[3], s, y_zero);
+                } else {
+                    for (int32_t q = 0; q < n; q++) {
+                        yp[q] = tt_q_requant_summed(acc[q], s, y_zero);
+                    }
+                }
+            } else {
+                tt_q_dot4(wr, K, o == O - 1, col, 0, acc);
+                float b = (float)bias[o];
+                for (int32_t q = 0; q < n; q++) yp[q] = tt_q_requant(acc[q], b, s, y_zero);
+            }
+        }
+    }
+}
+
+/* ---- depthwise 3x3 ------------------------------------------------------------------------- */
+
+/* Padded int16 row of x - x_zero: pad_w zeros, W values, zeros up to `len`. */
+static inline void tt_q_dw_row(const int8_t *xr, int32_t W, int32_t pad_w, int32_t len,
+                               uint32_t nzz, int16_t *row)
+{
+    int16_t *dst = row + pad_w, *end = row + len;
+    for (int16_t *r = row; r < dst; r++) *r = 0;
+    const int8_t *xe = xr + W;
+    for (; xe - xr >= 4; xr += 4, dst += 4) {
+        uint32_t v = tt_q_ld32(xr);
+        uint32_t e = tt_q_sxtab16(nzz, v), o = tt_q_sxtab16_ror8(nzz, v);
+        tt_q_st32(dst, tt_q_pkhbt(e, o));
+        tt_q_st32(dst + 2, tt_q_pkhtb(o, e));
+    }
+    int32_t x_zero = -(int32_t)(int16_t)(nzz & 0xFFFFu);
+    for (; xr < xe; xr++, dst++) *dst = (int16_t)(*xr - x_zero);
+    for (; dst < end; dst++) *dst = 0;
+}
+
+/* y = qconv2d(x, w, bias, scale) with groups = C = O and a 3x3 kernel, stride 1 or 2.
+ * x int8 (1, C, H, W); w int8 (C, 1, 3, 3); y int8 (1, C, Ho, Wo).
+ * scratch: TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes, 4-byte aligned. */
+static inline void tt_qconv_dw3x3(const int8_t *x, const int8_t *w, const int32_t *bias,
+                                  const float *scale, int8_t *y, int32_t C, int32_t H, int32_t W,
+                                  int32_t stride, int32_t pad_h, int32_t pad_w, int32_t x_zero,
+                                  int32_t y_zero, void *scratch)
+{
+    int32_t Ho = (H + 2 * pad_h - 3) / stride + 1, Wo = (W + 2 * pad_w - 3) / stride + 1;
+    int32_t len = (W + 2 * pad_w + 3) / 2 * 2;
+    int16_t *rows = (int16_t *)scratch;
+    uint32_t nzz = ((uint32_t)-x_zero & 0xFFFFu) * 0x10001u;
+    for (int32_t c = 0; c < C; c++, w += 9) {
+        const int8_t *xc = x + c * H * W;
+        uint32_t w01[3], w12[3];
+        for (int32_t r = 0; r < 3; r++) {
+            w01[r] = ((uint32_t)(uint16_t)w[3 * r]) | ((uint32_t)(uint16_t)w[3 * r + 1] << 16);
+            w12[r] = ((uint32_t)(uint16_t)w[3 * r + 1]) | ((uint32_t)(uint16_t)w[3 * r + 2] << 16);
+        }
+        float b = (float)bias[c], s = scale[c];
+        int32_t held[3] = {INT32_MIN, INT32_MIN, INT32_MIN}; /* input row in each slot */
+        for (int32_t oy = 0; oy < Ho; oy++) {
+            const int16_t *rp[3];
+            for (int32_t r = 0; r < 3; r++) {
+                int32_t iy = oy * stride - pad_h + r, slot = (iy + pad_h) % 3;
+                int16_t *row = rows + slot * len;
+                if (held[slot] != iy) {
+                    held[slot] = iy;
+                    if (iy >= 0 && iy < H) {
+                        tt_q_dw_row(xc + iy * W, W, pad_w, len, nzz, row);
+                    } else {
+                        memset(row, 0, (size_t)len * 2);
+                    }
+                }
+                rp[r] = row;
+            }
+            int8_t *yr = y + (c * Ho + oy) * Wo;
+            const int16_t *r0 = rp[0], *r1 = rp[1], *r2 = rp[2];
+            int32_t ox = 0;
+            if (stride == 1) {
+                for (; ox + 2 <= Wo; ox += 2) {
+                    uint32_t a = tt_q_ld32(r0 + ox), bb = tt_q_ld32(r0 + ox + 2);
+                    int32_t s0 = tt_q_smlabt(bb, w12[0], tt_q_smlad(a, w01[0], 0));
+                    int32_t s1 = tt_q_smlad(bb, w12[0], tt_q_smlatb(a, w01[0], 0));
+                    a = tt_q_ld32(r1 + ox), bb = tt_q_ld32(r1 + ox + 2);
+                    s0 = tt_q_smlabt(bb, w12[1], tt_q_smlad(a, w01[1], s0));
+                    s1 = tt_q_smlad(bb, w12[1], tt_q_smlatb(a, w01[1], s1));
+                    a = tt_q_ld32(r2 + ox), bb = tt_q_ld32(r2 + ox + 2);
+                    s0 = tt_q_smlabt(bb, w12[2], tt_q_smlad(a, w01[2], s0));
+                    s1 = tt_q_smlad(bb, w12[2], tt_q_smlatb(a, w01[2], s1));
+                    yr[ox] = tt_q_requant(s0, b, s, y_zero);
+                    yr[ox + 1] = tt_q_requant(s1, b, s, y_zero);
+                }
+            }
+            for (; ox < Wo; ox++) {
+                int32_t ix = ox * stride;
+                int32_t acc = tt_q_smlabt(tt_q_ld32(r0 + ix + 2), w12[0],
+                                          tt_q_smlad(tt_q_ld32(r0 + ix), w01[0], 0));
+                acc = tt_q_smlabt(tt_q_ld32(r1 + ix + 2), w12[1],
+                                  tt_q_smlad(tt_q_ld32(r1 + ix), w01[1], acc));
+                acc = tt_q_smlabt(tt_q_ld32(r2 + ix + 2), w12[2],
+                                  tt_q_smlad(tt_q_ld32(r2 + ix), w01[2], acc));
+                yr[ox] = tt_q_requant(acc, b, s, y_zero);
+            }
+        }
+    }
+}
+
+#endif /* TT_QCONV_H */

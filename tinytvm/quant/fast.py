@@ -1,0 +1,154 @@
+"""Fast int8 conv kernels: ``qops`` PrimFuncs whose body calls a hand-written C micro-kernel.
+
+The micro-kernels live in ``runtime_c/kernels/tt_qconv.h`` (header only, static inline; a DSP
+path for the Cortex-M4/M7 and a portable path for the host, bit-identical). Each builder here
+returns a PrimFunc with exactly the buffer signature and the ``"tt.*"`` attributes of the
+``qops`` kernel it replaces, plus ``"tt.fast"`` = the C function's name; its body is one
+``T.call_extern`` (buffers as pointers, shapes and zero points as integer arguments) and, when
+the micro-kernel needs scratch, one local int32 buffer (a stack array in the C, of
+``TT_QCONV_*_SCRATCH`` bytes; the arena planner does not see it yet).
+
+Coverage (everything else keeps its naive ``qops`` kernel):
+
+- ``qconv2d`` with groups = 1, any kernel, stride and padding -> ``tt_qconv_im2col``
+  (1x1 pointwise convs take a 4x4 SIMD transpose fast path);
+- ``qconv2d`` depthwise (groups = C = O) 3x3, stride 1 or 2, any padding -> ``tt_qconv_dw3x3``;
+- ``qclassifier`` with int8 logits -> ``tt_qconv_im2col`` over a 1x1 input.
+
+Requires: a module whose conv kernels come from ``qops`` (``"tt.op"`` attributes).
+Guarantees: every ``call_tir`` computes the same bits as before (tests/test_fast_kernels.py);
+``lower.kernels_to_c`` includes ``tt_qconv.h`` when any kernel carries ``"tt.fast"``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import tvm
+from tvm import tirx
+from tvm.script import tirx as T
+
+from .qops import ConvGeometry, qclassifier, qconv2d, tt_op
+
+HEADER = "tt_qconv.h"
+IM2COL, DW3X3 = "tt_qconv_im2col", "tt_qconv_dw3x3"
+
+
+def im2col_scratch_bytes(g: ConvGeometry) -> int:
+    """TT_QCONV_IM2COL_SCRATCH(K): 4 pixel columns of int16, K = C*kh*kw rounded up to 4."""
+    k = g.in_channels * g.kernel[0] * g.kernel[1]
+    return 8 * ((k + 3) // 4 * 4)
+
+
+def dw3x3_scratch_bytes(g: ConvGeometry) -> int:
+    """TT_QCONV_DW3X3_SCRATCH(W, pad_w): 3 padded int16 rows of (W + 2 pad_w + 3) // 2 * 2."""
+    return 6 * ((g.in_hw[1] + 2 * g.padding[1] + 3) // 2 * 2)
+
+
+def fast_kernel_name(g: ConvGeometry) -> str | None:
+    """The micro-kernel that computes this conv, or None if none does."""
+    if g.groups == 1:
+        return IM2COL
+    if g.groups == g.in_channels == g.out_channels and g.kernel == (3, 3) and g.stride in (1, 2):
+        return DW3X3
+    return None
+
+
+def qconv2d_fast(x_shape, w_shape, *, stride: int = 1, padding=0, groups: int = 1,
+                 x_zero: int = 0, y_zero: int = 0) -> tirx.PrimFunc:
+    """``qops.qconv2d`` with the same signature and attributes, computed by a C micro-kernel.
+    Raises ValueError for a conv no micro-kernel covers (see ``fast_kernel_name``)."""
+    g = ConvGeometry.of(x_shape, w_shape, stride, padding, groups)
+    if fast_kernel_name(g) is None:
+        raise ValueError(f"no fast kernel for {g}: groups=1 convs and 3x3 depthwise only")
+    naive = qconv2d(x_shape, w_shape, stride=stride, padding=padding, groups=groups,
+                    x_zero=x_zero, y_zero=y_zero)
+    return _fast(g, int(x_zero), int(y_zero), False, naive)
+
+
+def qclassifier_fast(x_shape, w_shape, *, x_zero: int = 0, y_zero: int = 0) -> tirx.PrimFunc:
+    """``qops.qclassifier`` (int8 logits) computed by ``tt_qconv_im2col``."""
+    naive = qclassifier(x_shape, w_shape, x_zero=x_zero, y_zero=y_zero)
+    return _fast(ConvGeometry.of(x_shape, w_shape), int(x_zero), int(y_zero), True, naive)
+
+
+@functools.cache
+def _fast(g: ConvGeometry, x_zero: int, y_zero: int, flat: bool,
+          naive: tirx.PrimFunc) -> tirx.PrimFunc:
+    name = fast_kernel_name(g)
+    (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
+    c, o = g.in_channels, g.out_channels
+    y_shape = (1, o) if flat else g.y_shape
+    if name == IM2COL:
+        words = im2col_scratch_bytes(g) // 4
+        shape_args = (c, h, w, o, kh, kw, s, ph, pw, x_zero, y_zero)
+    else:
+        words = dw3x3_scratch_bytes(g) // 4
+        shape_args = (c, h, w, s, ph, pw, x_zero, y_zero)
+    attrs = {**dict(naive.attrs), "tt.fast": name}
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(x: T.Buffer(g.x_shape, "int8"), weight: T.Buffer(g.w_shape, "int8"),
+               bias: T.Buffer((o,), "int32"), scale: T.Buffer((o,), "float32"),
+               y: T.Buffer(y_shape, "int8")):
+        T.func_attr(attrs)
+        with T.sblock("root"):
+            T.reads(x[0, 0:c, 0:h, 0:w], weight[0:o, 0:g.w_shape[1], 0:kh, 0:kw],
+                    bias[0:o], scale[0:o])
+            T.writes(y[0, 0:o] if flat else y[0, 0:o, 0:g.out_hw[0], 0:g.out_hw[1]])
+            scratch = T.sblock_alloc_buffer((words,), "int32")
+            T.evaluate(T.call_extern("int32", name, x.data, weight.data, bias.data, scale.data,
+                                     y.data, *shape_args, scratch.data))
+
+    _check_same_signature(kernel, naive)
+    return kernel
+
+
+def _check_same_signature(fast: tirx.PrimFunc, naive: tirx.PrimFunc) -> None:
+    def signature(f):
+        return [(tuple(int(d) for d in b.shape), str(b.dtype)) for b in f.params]
+
+    if signature(fast) != signature(naive):
+        raise AssertionError(f"fast kernel signature {signature(fast)} != {signature(naive)}")
+
+
+def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+    """The fast PrimFunc computing what the ``qops`` conv ``func`` computes, or None."""
+    op = tt_op(func)
+    if op not in ("qconv2d", "qclassifier") or "tt.fast" in func.attrs:
+        return None
+    x, w, *_, y = func.params  # Buffers: (x, weight, bias, scale, y)
+    if str(y.dtype) != "int8":
+        return None  # the float32-logits classifier of a training step
+    a = func.attrs
+    zeros = {"x_zero": int(a["tt.x_zero"]), "y_zero": int(a["tt.y_zero"])}
+    xs, ws = [int(d) for d in x.shape], [int(d) for d in w.shape]
+    if op == "qclassifier":
+        return qclassifier_fast(xs, ws, **zeros)
+    g = ConvGeometry.of(xs, ws, int(a["tt.stride"]), [int(p) for p in a["tt.padding"]],
+                        int(a["tt.groups"]))
+    if fast_kernel_name(g) is None:
+        return None
+    return qconv2d_fast(xs, ws, stride=g.stride, padding=g.padding, groups=g.groups, **zeros)
+
+
+def use_fast_kernels(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every ``qops`` conv PrimFunc of ``mod`` that a micro-kernel covers, replaced by its fast
+    version (same GlobalVar, so the ``call_tir``s are untouched); the rest unchanged."""
+    replaced = {gv: fast_version(f) for gv, f in mod.functions.items()
+                 if isinstance(f, tirx.PrimFunc)}
+    replaced = {gv: f for gv, f in replaced.items() if f is not None}
+    if not replaced:
+        return mod
+    out = mod.clone()
+    for gv, fast in replaced.items():
+        out.update_func(gv, fast)
+    return out
+
+
+@tvm.transform.module_pass(opt_level=0, name="UseFastKernels")
+class UseFastKernels:
+    """Module pass form of ``use_fast_kernels``."""
+
+    def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
+        return use_fast_kernels(mod)
