@@ -32,7 +32,7 @@ from . import qops
 
 
 @dataclass
-class _Step:
+class KernelStep:
     """One call: its kernel (qops caches them: equal parameters give the same PrimFunc, which
     the module then holds once), its inputs, and its output."""
 
@@ -51,8 +51,8 @@ class _Step:
 
 
 @dataclass
-class _Plan:
-    steps: list[_Step] = field(default_factory=list)
+class KernelPlan:
+    steps: list[KernelStep] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # insertion order = params
     units: dict[str, np.ndarray] = field(default_factory=dict)  # "tt.quant_units"
 
@@ -71,7 +71,7 @@ def paper_to_relax(model: PaperModel, input_hw: tuple[int, int] | None = None, *
     if logits not in ("int8", "float32"):
         raise ValueError(f"logits must be 'int8' or 'float32', not {logits!r}")
     plan = _plan(model, in_shape, logits)
-    return _emit(plan, in_shape)
+    return emit_plan(plan, in_shape)
 
 
 def with_new_head(model: PaperModel, weight: np.ndarray, bias: np.ndarray,
@@ -95,8 +95,8 @@ def with_new_head(model: PaperModel, weight: np.ndarray, bias: np.ndarray,
     return dataclasses.replace(model, classifier=head)
 
 
-def _plan(model: PaperModel, in_shape: tuple[int, ...], logits: str = "int8") -> _Plan:
-    plan, shapes = _Plan(), {"input": in_shape}
+def _plan(model: PaperModel, in_shape: tuple[int, ...], logits: str = "int8") -> KernelPlan:
+    plan, shapes = KernelPlan(), {"input": in_shape}
     producers = {b.residual.name: b.pointwise2 for b in model.blocks if b.residual is not None}
     for op in program(model):
         x_shape = shapes[op.inputs[0]]
@@ -106,13 +106,13 @@ def _plan(model: PaperModel, in_shape: tuple[int, ...], logits: str = "int8") ->
         elif op.kind == "add":
             step = _add_step(plan, op, producers[op.name], x_shape)
         else:
-            step = _Step(op.name, qops.qavgpool(x_shape), list(op.inputs))
+            step = KernelStep(op.name, qops.qavgpool(x_shape), list(op.inputs))
         shapes[op.name] = step.out_shape
         plan.steps.append(step)
     return plan
 
 
-def _conv_step(plan: _Plan, op: Op, x_shape, classifier: bool, out_dtype: str) -> _Step:
+def _conv_step(plan: KernelPlan, op: Op, x_shape, classifier: bool, out_dtype: str) -> KernelStep:
     conv: QConv = op.layer
     names = [f"{conv.name}.{part}" for part in ("weight", "bias", "scale")]
     w_scales = conv.w_scales.astype(np.float64)
@@ -127,18 +127,18 @@ def _conv_step(plan: _Plan, op: Op, x_shape, classifier: bool, out_dtype: str) -
     else:
         kernel = qops.qconv2d(x_shape, conv.weight.shape, stride=conv.stride,
                               padding=conv.padding, groups=conv.groups, **zeros)
-    return _Step(op.name, kernel, [*op.inputs, *names])
+    return KernelStep(op.name, kernel, [*op.inputs, *names])
 
 
-def _add_step(plan: _Plan, op: Op, producer: QConv, shape) -> _Step:
+def _add_step(plan: KernelPlan, op: Op, producer: QConv, shape) -> KernelStep:
     res: QResidual = op.layer
     name = f"{res.name}.scales"
     plan.weights[name] = np.array([producer.y_scale, res.in_scale, res.out_scale], np.float32)
     zeros = {"a_zero": producer.y_zero, "b_zero": res.in_zero, "out_zero": res.out_zero}
-    return _Step(op.name, qops.qadd(shape, **zeros), [*op.inputs, name])
+    return KernelStep(op.name, qops.qadd(shape, **zeros), [*op.inputs, name])
 
 
-def _emit(plan: _Plan, in_shape: tuple[int, ...]) -> tvm.IRModule:
+def emit_plan(plan: KernelPlan, in_shape: tuple[int, ...]) -> tvm.IRModule:
     bb = relax.BlockBuilder()
     x = relax.Var("input", relax.TensorType(in_shape, "int8"))
     env: dict[str, relax.Var] = {"input": x}
