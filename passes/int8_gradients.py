@@ -28,19 +28,26 @@ def _call(bb, prim, args, shape, name: str):
     return relax.call_tir(gv, list(args), relax.TensorType(list(shape), "float32"))
 
 
+def _requant(kernel, var) -> str:
+    requant = str(kernel.attrs.get("tt.requant", "float32"))
+    if requant not in ("float32", "fixed"):
+        raise UnsupportedModelError(f"no gradient for '{var.name}': unknown requantization "
+                                    f"'{requant}'")
+    return requant
+
+
 def _conv_gradient(var, call, grad, bb, rows=None):
     kernel = _kernel(bb, call)
     attrs = kernel.attrs
-    if str(attrs.get("tt.requant", "float32")) != "float32":
-        raise UnsupportedModelError(f"no gradient for '{var.name}': requantization "
-                                    f"'{attrs['tt.requant']}' has no training support yet")
-    x, weight, _bias, scale = call.args[1].fields
+    requant = _requant(kernel, var)
+    x, weight, _bias, *scale = call.args[1].fields  # scale, or multiplier and shift
     padding = [int(p) for p in attrs["tt.padding"]]
     geom = ConvGeometry.of(shape_of(x), shape_of(weight), int(attrs["tt.stride"]), padding,
                            int(attrs["tt.groups"]))
     flat = len(shape_of(var)) == 2
-    acc_kernel = qgrad.accumulator_grad(geom.out_channels, geom.out_hw, str(var.ty.dtype), flat)
-    g_acc = bb.emit(_call(bb, acc_kernel, [var, grad, scale], geom.y_shape, "qconv_acc_grad"),
+    acc_kernel = qgrad.accumulator_grad(geom.out_channels, geom.out_hw, str(var.ty.dtype), flat,
+                                        requant)
+    g_acc = bb.emit(_call(bb, acc_kernel, [var, grad, *scale], geom.y_shape, "qconv_acc_grad"),
                     name_hint=f"d_{var.name}_acc")
     k = (rows or {}).get(1, geom.out_channels)
     d_x = _call(bb, qgrad.data_grad(geom), [g_acc, weight], geom.x_shape, "qconv_data_grad")
@@ -48,7 +55,7 @@ def _conv_gradient(var, call, grad, bb, rows=None):
                 (k, *geom.w_shape[1:]), "qconv_weight_grad")
     d_b = _call(bb, qgrad.bias_grad(geom.out_channels, geom.out_hw), [g_acc],
                 (geom.out_channels,), "qconv_bias_grad")
-    return [d_x, d_w, d_b, None]
+    return [d_x, d_w, d_b] + [None] * len(scale)
 
 
 _conv_gradient.partial_rows = True  # the weight gradient of the leading rows only: rows={1: k}
@@ -60,8 +67,9 @@ register_gradient("tt.qclassifier")(_conv_gradient)
 def _qadd_gradient(var, call, grad, bb):
     scales = call.args[1].fields[2]
     shape = shape_of(var)
-    return [_call(bb, qgrad.add_grad(shape, operand), [var, grad, scales], shape, "qadd_grad")
-            for operand in (0, 1)] + [None]
+    requant = _requant(_kernel(bb, call), var)
+    return [_call(bb, qgrad.add_grad(shape, operand, requant), [var, grad, scales], shape,
+                  "qadd_grad") for operand in (0, 1)] + [None]
 
 
 @register_gradient("tt.qavgpool")

@@ -1,10 +1,12 @@
 """int8 training: the generated C's training step against an independent PyTorch reference.
 
 The reference re-states the int8 graph in float64 PyTorch with the paper's training semantics:
-each op's value is the exact integer output (paper.forward_int8, numpy), and its gradient is the
-straight-through one (rounding passes it, an output at -128 or 127 blocks it); the classifier
-writes float logits (acc + bias)·x_scale·w_scale; cross-entropy; autograd gives the gradients
-with respect to the integer weights and biases. QAS and the update rule are applied in numpy.
+each op's value is the exact integer output (tinytvm.quant.reference, numpy), and its gradient
+is the straight-through one (rounding passes it, an output at -128 or 127 blocks it); the
+classifier writes float logits (acc + bias)·x_scale·w_scale; cross-entropy; autograd gives the
+gradients with respect to the integer weights and biases. QAS and the update rule are applied
+in numpy. Models: random int8 MobileNetV2-like graphs in the paper's format, and PTQ'd CNNs with
+TFLite-style fixed-point requantization.
 The C side is tinytvm.build's step run on the host (ctypes) and, once, in QEMU.
 """
 
@@ -19,53 +21,72 @@ import tinytvm
 from tinytvm.harness import Dataset, run_training
 from tinytvm.models import paper
 from tinytvm.models.int8_random import tiny_int8_model
+from tinytvm.quant import real_scale, run_int8_graph
 from tinytvm.quant.paper_import import paper_to_relax, with_new_head
 
 
-def reference_gradients(model: paper.PaperModel, x: np.ndarray, label: int,
+def reference_gradients(mod, x: np.ndarray, label: int,
                         names: list[str]) -> tuple[float, dict[str, np.ndarray]]:
-    exact = paper.forward_int8(model, x)
-    params = {}
+    """Loss and d loss / d (integer weight) for `names`, by PyTorch autograd over `mod`'s int8
+    graph: values are the exact integers (tinytvm.quant.reference, numpy), gradients the
+    straight-through ones, the requantization scale read from the kernel's parameters
+    (float32 `scale`, or fixed-point (multiplier, shift) as qops.real_scale reads it)."""
+    main = mod["main"]
+    exact = run_int8_graph(mod, x)
+    weights = dict(zip([p.name for p in main.params[1:]],
+                       [v.numpy() for v in main.attrs["params"]]))
+    leaves = {n: torch.tensor(weights[n].astype(np.float64), requires_grad=True) for n in names}
+    env = {main.params[0]: torch.tensor(x.astype(np.float64))}
 
-    def param(name, array):
-        params[name] = torch.tensor(np.asarray(array, np.float64), requires_grad=name in names)
-        return params[name]
+    def value(arg):
+        if arg in env:
+            return env[arg]
+        return leaves.get(arg.name, torch.tensor(weights[arg.name].astype(np.float64)))
 
-    def straight_through(value, name):
-        out = torch.tensor(exact[name].astype(np.float64))
+    def straight_through(approx, var):
+        out = torch.tensor(exact[var.name].astype(np.float64))
         mask = ((out > -128) & (out < 127)).double()
-        return out + mask * (value - value.detach())
+        return out + mask * (approx - approx.detach())
 
-    acts = {"input": torch.tensor(x.astype(np.float64))}
-    for op in paper.program(model):
-        if op.kind == "conv":
-            conv = op.layer
-            w, b = param(f"{conv.name}.weight", conv.weight), param(f"{conv.name}.bias", conv.bias)
-            ph, pw = conv.padding
-            shifted = F.pad(acts[op.inputs[0]] - conv.x_zero, (pw, pw, ph, ph))
-            acc = F.conv2d(shifted, w, stride=conv.stride, groups=conv.groups)
-            if conv is model.classifier:
-                unit = torch.tensor(conv.x_scale * conv.w_scales.astype(np.float64))
-                logits = (acc.reshape(1, -1) + b) * unit.float().double()
+    for binding in main.body.blocks[0].bindings:
+        var, call = binding.var, binding.value
+        if call.op.name != "relax.call_tir":  # shape-only ops
+            env[var] = value(call.args[0]).reshape([int(d) for d in var.ty.shape])
+            continue
+        prim = mod[call.args[0]]
+        attrs, op = prim.attrs, str(prim.attrs["tt.op"])
+        args = [value(a) for a in call.args[1].fields]
+        fixed = str(attrs.get("tt.requant", "float32")) == "fixed"
+        if op in ("qconv2d", "qclassifier"):
+            xin, w, b = args[:3]
+            ph, pw = (int(p) for p in attrs["tt.padding"])
+            shifted = F.pad(xin - int(attrs["tt.x_zero"]), (pw, pw, ph, ph))
+            acc = F.conv2d(shifted, w, stride=int(attrs["tt.stride"]),
+                           groups=int(attrs["tt.groups"]))
+            scale = (torch.tensor(real_scale(args[3].numpy(), args[4].numpy())) if fixed
+                     else args[3])
+            total = (acc + b[:, None, None]) * scale[:, None, None]
+            if str(var.ty.dtype) == "float32":  # dequantized logits
+                env[var] = total.reshape(1, -1)
                 continue
-            scale = torch.tensor(conv.effective_scale.astype(np.float32).astype(np.float64))
-            value = (acc + b[:, None, None]) * scale[:, None, None]
-            acts[op.name] = straight_through(value, op.name)
-        elif op.kind == "add":
-            res = op.layer
-            producer = next(b.pointwise2 for b in model.blocks if b.residual is res)
-            a, b = acts[op.inputs[0]], acts[op.inputs[1]]
-            sa, sb, so = (float(np.float32(v)) for v in (producer.y_scale, res.in_scale,
-                                                         res.out_scale))
-            value = ((b - res.in_zero) * sb + (a - producer.y_zero) * sa) / so
-            acts[op.name] = straight_through(value, op.name)
-        else:
-            value = acts[op.inputs[0]].mean(dim=(2, 3), keepdim=True)
-            out = torch.tensor(exact[op.name].astype(np.float64))
-            acts[op.name] = out + (value - value.detach())
+            env[var] = straight_through(total.reshape([int(d) for d in var.ty.shape]), var)
+        elif op == "qadd":
+            a, b, q = args
+            za, zb = int(attrs["tt.a_zero"]), int(attrs["tt.b_zero"])
+            if fixed:
+                q = q.numpy()
+                out = real_scale(q[4], q[5]) * 2.0**20
+                fa, fb = real_scale(q[0], q[1]) * out, real_scale(q[2], q[3]) * out
+            else:
+                fa, fb = q[0] / q[2], q[1] / q[2]
+            env[var] = straight_through((a - za) * fa + (b - zb) * fb, var)
+        else:  # qavgpool: rounding is straight-through, no clamp
+            approx = args[0].mean(dim=(2, 3), keepdim=True)
+            env[var] = torch.tensor(exact[var.name].astype(np.float64)) + approx - approx.detach()
+    logits = env[main.body.body]
     loss = F.cross_entropy(logits, torch.tensor([label]))
     loss.backward()
-    return float(loss.detach()), {n: params[n].grad.numpy() for n in names}
+    return float(loss.detach()), {n: leaves[n].grad.numpy() for n in names}
 
 
 def units(model: paper.PaperModel, name: str) -> np.ndarray:
@@ -110,7 +131,7 @@ def test_int8_step_matches_pytorch_reference_with_qas():
     x = np.random.default_rng(3).integers(-128, 128, (1, 3, 16, 16)).astype(np.int8)
     loss = session.train_step(x, 4)
     after = session.params()
-    ref_loss, grads = reference_gradients(model, x, 4, TRAINABLE)
+    ref_loss, grads = reference_gradients(paper_to_relax(model, logits="float32"), x, 4, TRAINABLE)
     assert loss == pytest.approx(ref_loss, rel=1e-5)
     for name in TRAINABLE:
         step = lr * grads[name] / units(model, name) ** 2
@@ -133,7 +154,7 @@ def test_int8_gradients_without_qas_are_the_integer_gradients():
     x = np.random.default_rng(5).integers(-128, 128, (1, 3, 16, 16)).astype(np.int8)
     session.train_step(x, 7)
     after = session.params()
-    _, grads = reference_gradients(model, x, 7, names)
+    _, grads = reference_gradients(paper_to_relax(model, logits="float32"), x, 7, names)
     for name in names:
         assert_moved(before[name], after[f"{name}.master"], lr * grads[name], name)
 
@@ -145,7 +166,7 @@ def test_int8_weight_rounding_schemes(rounding):
     model = new_head_model(2)
     names = ["feature_mix.weight", "head.weight", "head.bias"]
     x = np.random.default_rng(6).integers(-128, 128, (1, 3, 16, 16)).astype(np.int8)
-    _, grads = reference_gradients(model, x, 1, names)
+    _, grads = reference_gradients(paper_to_relax(model, logits="float32"), x, 1, names)
     qas_grad = grads["head.weight"] / units(model, "head.weight") ** 2
     lr = 0.7 / np.median(np.abs(qas_grad[qas_grad != 0]))  # typical steps: below one unit
     art = tinytvm.build(paper_to_relax(model, logits="float32"), target="host",
@@ -253,7 +274,7 @@ def test_int8_sparse_scheme_partial_channels_match_reference():
     x = np.random.default_rng(9).integers(-128, 128, (1, 3, 16, 16)).astype(np.int8)
     session.train_step(x, 2)
     after = session.params()
-    _, grads = reference_gradients(model, x, 2, ["feature_mix.weight"])
+    _, grads = reference_gradients(paper_to_relax(model, logits="float32"), x, 2, ["feature_mix.weight"])
     step = lr * grads["feature_mix.weight"] / units(model, "feature_mix.weight") ** 2
     assert_moved(before["feature_mix.weight"][:16], after["feature_mix.weight.master"],
                  step[:16], "feature_mix.weight")
@@ -273,3 +294,33 @@ def test_memory_report_names_the_optimizer_state():
     assert art.memory.state_bytes == (w + b) * 4 * 2  # fp32 masters + momenta
     assert art.memory.trainable_bytes == w + 4 * b + art.memory.state_bytes
     assert "of which optimizer" in str(art.memory)
+
+
+@pytest.mark.parametrize("requant", ["fixed", "float32"])
+def test_ptq_model_training_step_matches_reference(requant):
+    """A PTQ'd CNN (BatchNorm folded, ReLU6, residual adds; TFLite-style fixed-point or float32
+    requantization): one QAS step of every weight and bias equals the reference's."""
+    from tinytvm.models import mbv2_tiny
+    from tinytvm.quant import quantize, quantize_input
+
+    rng = np.random.default_rng(11)
+    calibration = rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)
+    mod = quantize(mbv2_tiny(in_ch=1, size=8, width=8), calibration, requant=requant)
+    units_of = {k: v.numpy() for k, v in mod["main"].attrs["tt.quant_units"].items()}
+    names = list(units_of)
+    lr = 0.02
+    art = tinytvm.build(mod, target="host", train=tinytvm.TrainConfig(lr=lr, trainable=names))
+    session = art.host_session()
+    before = session.params()
+    x = quantize_input(mod, calibration[3:4])
+    loss = session.train_step(x, 6)
+    after = session.params()
+    ref_loss, grads = reference_gradients(mod, x, 6, names)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    moved_any = 0
+    for name in names:
+        unit = units_of[name].astype(np.float64).reshape((-1,) + (1,) * (grads[name].ndim - 1))
+        step = lr * grads[name] / unit**2
+        assert_moved(before[name], after[f"{name}.master"], step, name)
+        moved_any += np.abs(step).max() > 1e-2
+    assert moved_any >= len(names) // 2

@@ -30,6 +30,14 @@ def _prim(tensors, op: str) -> tirx.PrimFunc:
     return te.create_prim_func(tensors).with_attr("tt.op", op)
 
 
+def _fixed_scale(multiplier: tirx.PrimExpr, shift: tirx.PrimExpr, extra: int = 0):
+    """float32 ``multiplier * 2**(-31 - shift + extra)``: the real scale of a fixed-point
+    (multiplier, shift) pair (``qops.real_scale``), for a gradient (the multiplier rounded to
+    24 bits is plenty there)."""
+    exponent = tirx.const(extra - 31, "int32") - shift
+    return tirx.ldexp(multiplier.astype("float32"), exponent)
+
+
 def _inside(value) -> tirx.PrimExpr:
     """An int8 output that did not saturate (its gradient passes)."""
     return tirx.all(value > tirx.const(INT8_MIN, "int8"), value < tirx.const(INT8_MAX, "int8"))
@@ -37,27 +45,40 @@ def _inside(value) -> tirx.PrimExpr:
 
 @functools.cache
 def accumulator_grad(out_channels: int, out_hw: tuple[int, int], y_dtype: str,
-                     flat: bool) -> tirx.PrimFunc:
+                     flat: bool, requant: str = "float32") -> tirx.PrimFunc:
     """``(y, g_y, scale) -> g_acc`` (1, O, Ho, Wo) float32; ``flat``: y and g_y are (1, O).
 
-    ``y_dtype`` float32 (dequantized logits) has no clamp, so no mask."""
+    ``y_dtype`` float32 (dequantized logits) has no clamp, so no mask. ``requant="fixed"``:
+    ``(y, g_y, multiplier, shift) -> g_acc``, the scale being ``qops.real_scale``'s."""
     ho, wo = out_hw
     y_shape = (1, out_channels) if flat else (1, out_channels, ho, wo)
     y = te.placeholder(y_shape, y_dtype, "y")
     g = te.placeholder(y_shape, "float32", "g_y")
-    scale = te.placeholder((out_channels,), "float32", "scale")
+    if requant == "fixed":
+        multiplier = te.placeholder((out_channels,), "int32", "multiplier")
+        shift = te.placeholder((out_channels,), "int32", "shift")
+        scale_params = [multiplier, shift]
+
+        def scale_of(o):
+            return _fixed_scale(multiplier[o], shift[o])
+    else:
+        scale = te.placeholder((out_channels,), "float32", "scale")
+        scale_params = [scale]
+
+        def scale_of(o):
+            return scale[o]
 
     def at(t, n, o, i, j):
         return t[n, o] if flat else t[n, o, i, j]
 
     def body(n, o, i, j):
-        value = at(g, n, o, i, j) * scale[o]
+        value = at(g, n, o, i, j) * scale_of(o)
         if y_dtype == "float32":
             return value
         return tirx.if_then_else(_inside(at(y, n, o, i, j)), value, tirx.const(0.0, "float32"))
 
     g_acc = te.compute((1, out_channels, ho, wo), body, name="g_acc")
-    return _prim([y, g, scale, g_acc], "qconv2d_acc_grad")
+    return _prim([y, g, *scale_params, g_acc], "qconv2d_acc_grad")
 
 
 def _x_shifted(x, g: ConvGeometry, x_zero: int, c, row, col):
@@ -130,15 +151,22 @@ def data_grad(g: ConvGeometry) -> tirx.PrimFunc:
 
 
 @functools.cache
-def add_grad(shape: tuple[int, ...], operand: int) -> tirx.PrimFunc:
+def add_grad(shape: tuple[int, ...], operand: int, requant: str = "float32") -> tirx.PrimFunc:
     """``(y int8, g_y, scales) -> d_operand`` float32: ``mask(y) · g_y · s_operand / s_out``
-    for operand 0 (a, scale ``scales[0]``) or 1 (b, ``scales[1]``); see ``qops.qadd``."""
+    for operand 0 (a, scale ``scales[0]``) or 1 (b, ``scales[1]``); see ``qops.qadd``.
+    ``requant="fixed"``: ``scales`` is ``qadd_fixed``'s int32 qparams and the factor
+    ``2**20 · M_operand · M_out`` (its left shift and two multipliers)."""
     y = te.placeholder(shape, "int8", "y")
     g = te.placeholder(shape, "float32", "g_y")
-    scales = te.placeholder((3,), "float32", "scales")
+    fixed = requant == "fixed"
+    scales = te.placeholder((6,) if fixed else (3,), "int32" if fixed else "float32", "scales")
 
     def body(*idx):
-        value = g[idx] * scales[operand] / scales[2]
+        if fixed:
+            m_in = _fixed_scale(scales[2 * operand], scales[2 * operand + 1])
+            value = g[idx] * (m_in * _fixed_scale(scales[4], scales[5], extra=20))
+        else:
+            value = g[idx] * scales[operand] / scales[2]
         return tirx.if_then_else(_inside(y[idx]), value, tirx.const(0.0, "float32"))
 
     d = te.compute(shape, body, name="d_operand")
