@@ -1,6 +1,7 @@
 """fp32 SGD vs int8 SGD vs int8 + QAS: fine-tuning the paper's int8 MobileNetV2-w0.35.
 
-The paper's experiment (Lin et al. 2022, Table 1 / Fig. 4), on one transfer task: the
+Two tasks. `--task mbv2` (default) is the paper's experiment (Lin et al. 2022, Table 1 /
+Fig. 4) on one transfer task: the
 ImageNet-pretrained MobileNetV2-w0.35 from shared/ with a new 10-class head, scikit-learn's
 digits upsampled to 128×128×3, batch 1, plain SGD, the last blocks updated (biases of the last
 `--bias-last` layers, weights of the last `--weight-last` layers incl. the head). Per seed the
@@ -16,7 +17,13 @@ for a few steps on the emulated Cortex-M7 and checks its losses equal the host's
 The learning rate is the best of a grid per method (mean accuracy over seeds): int8 SGD's
 gradients are off by s_W² ~ 1e-4 (weights) and (s_x s_W)² (biases), so its grid is wider.
 
-Rerun: `python benchmarks/int8_training.py [--steps 400] [--seeds 3] [--qemu]` (~15 min).
+`--task small` (CI-sized, a minute): the demo's task. A small MobileNetV2-like CNN is
+pre-trained in fp32 on digits 0-5 (8x8), post-training quantized (tinytvm.quant.quantize:
+per-channel int8, TFLite fixed-point requantization, calibrated on the pre-training data),
+then every weight is fine-tuned on all ten digits; 400 held-out digits.
+
+Rerun: `python benchmarks/int8_training.py [--task mbv2|small] [--steps N] [--seeds 3]
+[--qemu]` (mbv2: ~25 min on 2 cores; small: ~2 min).
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ from rich.console import Console
 from rich.table import Table
 
 import tinytvm
-from tinytvm.datasets import digits_rgb
-from tinytvm.harness import Dataset, run_training
-from tinytvm.models.paper import load_paper_model, paper_models_available, quantize_input
+from tinytvm.datasets import digits_rgb, digits_transfer
+from tinytvm.harness import Dataset, run_training, train_on_host
+from tinytvm.models import mbv2_tiny, paper
+from tinytvm.models.paper import load_paper_model, paper_models_available
 from tinytvm.models.paper_fp32 import paper_onnx_fp32
+from tinytvm.quant import quantize, quantize_input
 from tinytvm.quant.paper_import import paper_to_relax, with_new_head
 from tinytvm.sparse import UpdateScheme, memory_cost, trainable_layers
 from tinytvm.sparse_search import fine_tune_accuracy
@@ -60,51 +69,43 @@ def task(seed: int, n_train: int, n_eval: int):
     """Digits for both precisions: fp32 inputs 2p − 1, int8 inputs as the original quantizes."""
     (x, y), (ex, ey) = digits_rgb(n_train, n_eval, seed)
     model = load_paper_model("mbv2-w0.35")
-    q = np.stack([quantize_input(model, im) for im in x])
-    eq = np.stack([quantize_input(model, im) for im in ex])
+    q = np.stack([paper.quantize_input(model, im) for im in x])
+    eq = np.stack([paper.quantize_input(model, im) for im in ex])
     return {"fp32": ((2 * x - 1, y), (2 * ex - 1, ey)), "int8": ((q, y), (eq, ey))}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--train", type=int, default=500)
-    parser.add_argument("--eval", type=int, default=200)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--bias-last", type=int, default=12)
-    parser.add_argument("--weight-last", type=int, default=4)
-    parser.add_argument("--lrs", default="0.003,0.01,0.03")
-    parser.add_argument("--int8-sgd-lrs", default="0.03,1,30,1000")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--qemu", action="store_true", help="also run int8+QAS in QEMU")
-    args = parser.parse_args()
-    console = Console(width=170)
-    if not paper_models_available():
-        raise SystemExit("the paper models are not in ../shared/data/paper-models")
-    fp32_0, int8_0 = models_for_seed(0)
-    n = len(trainable_layers(int8_0))
-    scheme = UpdateScheme(args.bias_last, tuple((i, 1.0) for i in range(n - args.weight_last, n)))
-    seeds = list(range(args.seeds))
-    data = {s: task(s, args.train, args.eval) for s in seeds}
-    models = {s: models_for_seed(s) for s in seeds}
+def small_task(seed: int):
+    """(fp32 module, int8 module, {precision: (train, eval)}) of the small CNN task."""
+    (px, py), (tx, ty), (ex, ey) = digits_transfer(seed)
+    fp32 = train_on_host(mbv2_tiny(in_ch=1, size=8, width=8), px, py, epochs=3, lr=0.05,
+                         seed=seed)
+    int8 = quantize(fp32, px[:200], requant="fixed")
+    q, eq = quantize_input(int8, tx), quantize_input(int8, ex)
+    return fp32, int8, {"fp32": ((tx, ty), (ex, ey)), "int8": ((q, ty), (eq, ey))}
+
+
+def compare(tasks: dict, scheme, steps: int, grids: dict, methods, console) -> dict:
+    """{method: (best lr, accuracies per seed at it, memory cost)}; tasks: seed -> (fp32
+    model, int8 model, data)."""
     results = {}
-    for label in args.methods.split(","):
+    for label in methods:
         precision, config = METHODS[label]
-        grid = args.int8_sgd_lrs if label == "int8 SGD" else args.lrs
         start = time.perf_counter()
         per_lr = {}
-        for lr in (float(v) for v in grid.split(",")):
+        for lr in grids["int8 SGD" if label == "int8 SGD" else "default"]:
             per_lr[lr] = [fine_tune_accuracy(
-                models[s][0 if precision == "fp32" else 1], scheme, *data[s][precision],
-                steps=args.steps, lr=lr, **config) for s in seeds]
+                fp32 if precision == "fp32" else int8, scheme, *data[precision], steps=steps,
+                lr=lr, **config) for fp32, int8, data in tasks.values()]
             console.print(f"{label} lr={lr:g}: {np.mean(per_lr[lr]):.1%} {per_lr[lr]}")
         best = max(per_lr, key=lambda lr: np.mean(per_lr[lr]))
-        cost = memory_cost(fp32_0 if precision == "fp32" else int8_0, scheme, **config)
+        fp32, int8, _ = next(iter(tasks.values()))
+        cost = memory_cost(fp32 if precision == "fp32" else int8, scheme, **config)
         results[label] = (best, per_lr[best], cost, time.perf_counter() - start)
+    return results
 
-    table = Table(title=f"MobileNetV2-w0.35 (pretrained) → digits 128×128, {args.steps} steps, "
-                        f"batch 1, {UpdateScheme.__name__}{str(scheme).removeprefix('UpdateScheme')}"
-                        f", {len(seeds)} seeds, {args.eval} held-out")
+
+def print_table(console, title: str, results: dict) -> None:
+    table = Table(title=title)
     for col in ("method", "accuracy mean ± std", "per seed", "best lr", "arena B",
                 "trainable B", "s"):
         table.add_column(col, justify="right")
@@ -113,8 +114,51 @@ def main():
                       " ".join(f"{a:.1%}" for a in accs), f"{lr:g}", f"{cost.arena_bytes:,}",
                       f"{cost.trainable_bytes:,}", f"{secs:.0f}")
     console.print(table)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=("mbv2", "small"), default="mbv2")
+    parser.add_argument("--steps", type=int, default=None, help="mbv2: 400, small: 600")
+    parser.add_argument("--train", type=int, default=500)
+    parser.add_argument("--eval", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--bias-last", type=int, default=12)
+    parser.add_argument("--weight-last", type=int, default=4)
+    parser.add_argument("--lrs", default=None, help="mbv2: 0.003,0.01,0.03; small: 0.01,0.03,0.1")
+    parser.add_argument("--int8-sgd-lrs", default="0.03,1,30,1000,30000,1000000")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--qemu", action="store_true", help="also run int8+QAS in QEMU")
+    args = parser.parse_args()
+    console = Console(width=170)
+    methods = args.methods.split(",")
+    grids = {"int8 SGD": [float(v) for v in args.int8_sgd_lrs.split(",")]}
+    seeds = list(range(args.seeds))
+    if args.task == "small":
+        steps = args.steps or 600
+        grids["default"] = [float(v) for v in (args.lrs or "0.01,0.03,0.1").split(",")]
+        tasks = {s: small_task(s) for s in seeds}
+        base = [fine_tune_accuracy(t[1], None, *t[2]["int8"], steps=0, lr=0.01)
+                for t in tasks.values()]
+        console.print(f"int8 (PTQ) accuracy before fine-tuning: {np.mean(base):.1%} {base}")
+        results = compare(tasks, None, steps, grids, methods, console)
+        print_table(console, f"small CNN, pre-trained on digits 0-5, PTQ int8 (fixed-point), "
+                             f"fine-tuned on all digits: {steps} steps, batch 1, every weight, "
+                             f"{len(seeds)} seeds, 400 held-out", results)
+        return
+    if not paper_models_available():
+        raise SystemExit("the paper models are not in ../shared/data/paper-models")
+    steps = args.steps or 400
+    grids["default"] = [float(v) for v in (args.lrs or "0.003,0.01,0.03").split(",")]
+    _, int8_0 = models_for_seed(0)
+    n = len(trainable_layers(int8_0))
+    scheme = UpdateScheme(args.bias_last, tuple((i, 1.0) for i in range(n - args.weight_last, n)))
+    tasks = {s: (*models_for_seed(s), task(s, args.train, args.eval)) for s in seeds}
+    results = compare(tasks, scheme, steps, grids, methods, console)
+    print_table(console, f"MobileNetV2-w0.35 (pretrained) → digits 128×128, {steps} steps, "
+                         f"batch 1, {scheme}, {len(seeds)} seeds, {args.eval} held-out", results)
     if args.qemu:
-        qemu_check(console, int8_0, scheme, data[0]["int8"], results)
+        qemu_check(console, int8_0, scheme, tasks[0][2]["int8"], results)
 
 
 def qemu_check(console, model, scheme, data, results, steps: int = 10, n_eval: int = 10):

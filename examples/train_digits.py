@@ -18,34 +18,13 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.progress import track
-from sklearn.datasets import load_digits
 
 import tinytvm
-from tinytvm.harness import Dataset, run_training
+from tinytvm.datasets import digits_transfer
+from tinytvm.harness import Dataset, run_training, train_on_host
 from tinytvm.models import mbv2_tiny
 
 console = Console(width=110)
-
-
-def split_digits(seed: int = 0):
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None]  # (n, 1, 8, 8) in [0, 1]
-    y = digits.target.astype(np.int32)
-    order = np.random.default_rng(seed).permutation(len(y))
-    x, y = x[order], y[order]
-    test, rest = slice(0, 400), slice(400, None)
-    pre = np.flatnonzero(y[rest] <= 5)[:500] + 400
-    tune = np.setdiff1d(np.arange(400, len(y)), pre)
-    return (x[pre], y[pre]), (x[tune], y[tune]), (x[test], y[test])
-
-
-def pretrain_on_host(model, x, y, epochs: int):
-    art = tinytvm.build(model, target="host", train=tinytvm.TrainConfig(lr=0.05))
-    sess = art.host_session()
-    for _ in track(range(epochs), description="pre-training on host (digits 0-5)", console=console):
-        for i in np.random.default_rng(1).permutation(len(y)):
-            sess.train_step(x[i], int(y[i]))
-    return sess.trained_module()
 
 
 def plot_losses(losses, path: Path):
@@ -76,8 +55,11 @@ def main():
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    (px, py), (tx, ty), (ex, ey) = split_digits()
-    pretrained = pretrain_on_host(mbv2_tiny(in_ch=1, size=8, width=8), px, py, args.pretrain_epochs)
+    (px, py), (tx, ty), (ex, ey) = digits_transfer()
+    pretrained = train_on_host(
+        mbv2_tiny(in_ch=1, size=8, width=8), px, py, epochs=args.pretrain_epochs, lr=0.05,
+        progress=lambda it, what: track(it, description=f"{what} on host (digits 0-5)",
+                                        console=console))
 
     console.rule("compile for the Cortex-M7 (mps2-an500, STM32F746 memory sizes)")
     art = tinytvm.build(pretrained, target="mps2-an500",

@@ -125,6 +125,12 @@ def append_training_step(func: relax.Function, trainable: list[str],
     if unknown:
         raise UnsupportedModelError(f"trainable weights not in the model: {', '.join(unknown)}; "
                                     f"it has: {', '.join(by_name)}")
+    units = view.attrs.get("tt.quant_units")
+    fixed = [n for n in trainable if units is not None and n not in units]
+    if fixed:
+        raise UnsupportedModelError(
+            f"cannot train {', '.join(fixed)}: in an int8 graph only the weights and biases "
+            f"(those with quantization units) are trainable, not requantization parameters")
     logits = view.output
     if not isinstance(logits, relax.Var) or len(shape_of(logits)) != 2 or shape_of(logits)[0] != 1:
         raise UnsupportedModelError("the model must return one logits tensor of shape (1, classes)")
@@ -180,7 +186,13 @@ class Autodiff:
     def transform_module(self, mod, ctx):
         main = mod["main"]
         view = FunctionView.of(main)
-        trainable = self.trainable if self.trainable is not None else [w.name for w in view.weights]
+        if self.trainable is not None:
+            trainable = self.trainable
+        elif "tt.quant_units" in view.attrs:  # int8 graph: its weights and biases, not its scales
+            units = view.attrs["tt.quant_units"]
+            trainable = [w.name for w in view.weights if w.name in units]
+        else:
+            trainable = [w.name for w in view.weights]
         if self.scheme is not None:
             from tinytvm.sparse import trainable_layers
 

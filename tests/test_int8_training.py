@@ -324,3 +324,41 @@ def test_ptq_model_training_step_matches_reference(requant):
         assert_moved(before[name], after[f"{name}.master"], step, name)
         moved_any += np.abs(step).max() > 1e-2
     assert moved_any >= len(names) // 2
+
+
+def test_int8_graph_trains_weights_and_biases_by_default_and_rejects_scales():
+    model = new_head_model()
+    mod = paper_to_relax(model, logits="float32")
+    art = tinytvm.build(mod, target="host", train=tinytvm.TrainConfig(lr=0.01), verify=False)
+    trained = {n for n, t in art.weights.items() if t.trainable and not n.endswith(".master")}
+    assert trained == set(mod["main"].attrs["tt.quant_units"].keys())
+    with pytest.raises(tinytvm.errors.UnsupportedModelError, match="head.scale"):
+        tinytvm.build(mod, target="host",
+                      train=tinytvm.TrainConfig(lr=0.01, trainable=["head.scale"]))
+
+
+def test_small_cnn_transfer_int8_qas_learns_like_fp32():
+    """The CI-sized task of benchmarks/int8_training.py (seed 0): a CNN pre-trained on digits
+    0-5, PTQ'd (fixed-point), fine-tuned on all digits by the generated C. At the same lr,
+    int8 + QAS (stochastic rounding, no fp32 copy) lands near fp32, and int8 SGD without QAS
+    barely moves (its integer gradients are ~s_W² too small)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from int8_training import small_task
+
+    from tinytvm.sparse_search import fine_tune_accuracy
+
+    fp32, int8, data = small_task(0)
+
+    def accuracy(model, precision, steps=600, **config):
+        return fine_tune_accuracy(model, None, *data[precision], steps=steps, lr=0.03, **config)
+
+    before = accuracy(int8, "int8", steps=0)
+    fp32_acc = accuracy(fp32, "fp32")
+    qas = accuracy(int8, "int8", int8_update="stochastic")
+    plain = accuracy(int8, "int8", qas=False)
+    assert qas > before + 0.15, (before, qas)
+    assert qas >= fp32_acc - 0.04, (fp32_acc, qas)
+    assert plain < qas - 0.15, (plain, qas)

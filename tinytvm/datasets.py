@@ -22,3 +22,20 @@ def digits_rgb(n_train: int, n_eval: int, seed: int = 0, size: int = 128):
     x = np.clip(up, 0, 1).astype(np.float32)[:, None].repeat(3, axis=1)
     y = d.target[order].astype(np.int32)
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+def digits_transfer(seed: int = 0, pretrain_classes: int = 6, n_test: int = 400):
+    """The demo's transfer task on the 8x8 digits: ((x, y) to pre-train on, digits
+    < `pretrain_classes` only (500 samples); (x, y) to fine-tune on, all ten digits; (x, y)
+    held out, `n_test` samples). x: (n, 1, 8, 8) float32 pixels in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    y = digits.target.astype(np.int32)
+    order = np.random.default_rng(seed).permutation(len(y))
+    x, y = x[order], y[order]
+    rest = np.arange(n_test, len(y))
+    pre = rest[y[rest] < pretrain_classes][:500]
+    tune = np.setdiff1d(rest, pre)
+    return (x[pre], y[pre]), (x[tune], y[tune]), (x[:n_test], y[:n_test])

@@ -55,6 +55,21 @@ class Dataset:
                 + np.float32(self.offset)).astype(np.float32)
 
 
+def train_on_host(model, x, y, *, epochs: int, lr: float, seed: int = 1, progress=None):
+    """`model` trained for `epochs` passes over (x, y) (shuffled per epoch, batch 1) by the C
+    tinytvm generates, on the host; returns the trained inference module (Relax).
+    `progress(iterable, description)` may wrap the epoch loop (e.g. rich.progress.track)."""
+    from .build import TrainConfig, build
+
+    session = build(model, target="host", train=TrainConfig(lr=lr), verify=False).host_session()
+    rng = np.random.default_rng(seed)
+    epochs_iter = range(epochs) if progress is None else progress(range(epochs), "pre-training")
+    for _ in epochs_iter:
+        for i in rng.permutation(len(y)):
+            session.train_step(x[i], int(y[i]))
+    return session.trained_module()
+
+
 @dataclass
 class TrainingRun:
     where: str
