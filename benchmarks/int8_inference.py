@@ -12,12 +12,12 @@ import tempfile
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from tinytvm.passes import FuseExpandDepthwise
 
 import tinytvm
 from tinytvm.harness import run_inference_qemu
 from tinytvm.models import paper
 from tinytvm.quant import paper_to_relax
-from tinytvm.quant.fuse_expand import FuseExpandDepthwise
 
 
 def main():

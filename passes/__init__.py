@@ -1,15 +1,16 @@
 """tinytvm's compiler passes, one per file (imported as `tinytvm.passes`)."""
 
-from .fuse_clip import FuseClip
-from .fold_batchnorm import FoldBatchNorm
-from .autodiff import Autodiff
-from .gradients import register_gradient, gradient_rule, GRADIENT_RULES
 from . import int8_gradients  # noqa: F401  (registers the int8 kernels' rules)
-from .sgd import AppendSGD
-from .qas import QuantizationAwareScaling
-from .normalize_head import NormalizeHead
+from .autodiff import Autodiff
 from .conv1d import Normalize1DHead
+from .fold_batchnorm import FoldBatchNorm
+from .fuse_clip import FuseClip
+from .fuse_expand_depthwise import FuseExpandDepthwise
+from .gradients import GRADIENT_RULES, gradient_rule, register_gradient
+from .normalize_head import NormalizeHead
+from .qas import QuantizationAwareScaling
 from .reorder import ReorderForMemory
+from .sgd import AppendSGD
 
-__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseClip", "GRADIENT_RULES", "Normalize1DHead",
+__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseExpandDepthwise", "FuseClip", "GRADIENT_RULES", "Normalize1DHead",
            "NormalizeHead", "QuantizationAwareScaling", "ReorderForMemory", "gradient_rule", "register_gradient"]

@@ -15,13 +15,14 @@ import re
 import numpy as np
 import pytest
 import tvm
+from tinytvm.passes import FuseExpandDepthwise
 from tvm import relax
 
 import tinytvm
 from tinytvm.ir import FunctionView
 from tinytvm.models import paper
 from tinytvm.quant import paper_to_relax, qconv2d, tt_op
-from tinytvm.quant.fuse_expand import FuseExpandDepthwise, qexpand_depthwise
+from tinytvm.quant.fuse_expand import qexpand_depthwise
 
 MODEL = "mbv2-w0.35"
 

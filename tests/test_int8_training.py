@@ -362,3 +362,36 @@ def test_small_cnn_transfer_int8_qas_learns_like_fp32():
     assert qas > before + 0.15, (before, qas)
     assert qas >= fp32_acc - 0.04, (fp32_acc, qas)
     assert plain < qas - 0.15, (plain, qas)
+
+
+def test_frozen_blocks_are_fused_in_the_training_step_with_identical_numbers():
+    """FuseExpandDepthwise runs on train_step too: the frozen block's expansion + depthwise
+    become one kernel (its expanded tensor never exists), the trained block's stay apart (its
+    backward reads them), and the losses equal the unfused build's bit for bit."""
+    from tinytvm.pipeline import default_passes, pass_names
+
+    model = new_head_model(5)
+    mod = paper_to_relax(model, logits="float32")
+    config = tinytvm.TrainConfig(lr=0.05, trainable=TRAINABLE)  # block 1 onwards
+    passes = default_passes(config)
+    assert pass_names(passes)[-1] == "FuseExpandDepthwise"
+    fused = tinytvm.build(mod, target="host", train=config)
+    plain = tinytvm.build(mod, target="host", train=config, passes=passes[:-1])
+    def fused_calls(function):
+        from tinytvm.quant import tt_op
+
+        return [b for b in function.body.blocks[0].bindings
+                if getattr(b.value, "op", None) is not None and b.value.op.name == "relax.call_tir"
+                and tt_op(fused.ir[b.value.args[0]]) == "qexpand_depthwise"]
+
+    assert len(fused_calls(fused.ir["train_step"])) == 1  # block 0 only
+    assert len(fused_calls(fused.ir["main"])) == 2  # inference: both blocks
+    def arena_names(art):
+        return {b.name for b in art.memory.functions[0].problem.buffers}
+
+    assert "blocks_0_pointwise1" in arena_names(plain) - arena_names(fused)
+    assert "blocks_1_pointwise1" in arena_names(fused)  # trained block: saved for backward
+    x = np.random.default_rng(12).integers(-128, 128, (4, 1, 3, 16, 16)).astype(np.int8)
+    a, b = fused.host_session(), plain.host_session()
+    for i, xi in enumerate(x):
+        assert np.float32(a.train_step(xi, i)).tobytes() == np.float32(b.train_step(xi, i)).tobytes()

@@ -21,6 +21,7 @@ from tinytvm.harness import run_inference_qemu
 from tinytvm.ir import FunctionView
 from tinytvm.models import paper
 from tinytvm.models.paper import PAPER_MODELS, forward_int8, load_paper_model, program
+from tinytvm.pipeline import canonicalize
 from tinytvm.quant import paper_to_relax, tt_op
 
 QEMU_MODEL = "mbv2-w0.35"
@@ -38,8 +39,9 @@ def synthetic_input(name: str, size: int = 128) -> np.ndarray:
 
 @functools.cache
 def built(name: str, target: str = "host", size: int = 128) -> tinytvm.Artifact:
+    """Layer by layer (no expansion + depthwise fusion, tests/test_fuse_expand.py has that)."""
     return tinytvm.build(paper_to_relax(model(name), (size, size)), target=target,
-                         inference_only=True)
+                         inference_only=True, passes=canonicalize())
 
 
 def reference_logits(name: str, size: int = 128) -> np.ndarray:

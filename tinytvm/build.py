@@ -127,7 +127,7 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     board = BOARDS[TARGETS[target]]
     train = None if inference_only else (train if train is not None else TrainConfig())
     if passes is None:
-        passes = canonicalize() if inference_only else default_passes(train)
+        passes = default_passes(train)
     recorder = PassRecorder(dump_ir)
     mod, lowered = _graph(_as_module(model), passes, reorder and not inference_only, recorder)
     kernels_c = lower.kernels_to_c(lowered)

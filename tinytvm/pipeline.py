@@ -35,10 +35,19 @@ def training(trainable, lr: float, momentum: float, update=None, qas: bool = Tru
     ]
 
 
+def memory() -> list[tvm.transform.Pass]:
+    return [
+        # int8: what the backward never reads is computed inference-style (no-op on fp32)
+        passes.FuseExpandDepthwise(),
+    ]
+
+
 def default_passes(train) -> list[tvm.transform.Pass]:
-    """The graph passes `build` runs for a TrainConfig, in order."""
+    """The graph passes `build` runs for a TrainConfig (None: inference only), in order."""
+    if train is None:
+        return canonicalize() + memory()
     return canonicalize() + training(train.trainable, train.lr, train.momentum, train.update,
-                                     train.qas, train.int8_update)
+                                     train.qas, train.int8_update) + memory()
 
 
 def pass_names(pass_list) -> list[str]:

@@ -9,10 +9,11 @@ scratch (a stack array in the generated C, e.g. 64 x 64 = 4096 B for mbv2-w0.35'
 next to the one-element int32 accumulators. The result is bit-exact with running the two
 ``qconv2d`` kernels one after the other: same integer accumulation, same float32 rescale.
 
-``FuseExpandDepthwise`` is a Relax module pass over a ``paper_to_relax`` module: every
-``call_tir`` of a 1x1, stride 1, unpadded, groups=1 ``qconv2d`` whose output is used only by a
-depthwise ``qconv2d`` ``call_tir`` becomes one ``call_tir`` of ``qexpand_depthwise`` with the
-inputs ``(x, w_expand, w_depthwise, b_expand, b_depthwise, s_expand, s_depthwise)``.
+``fuse_expand_depthwise(mod, func_name)`` rewrites one Relax function: every ``call_tir`` of a
+1x1, stride 1, unpadded, groups=1 ``qconv2d`` whose output is used only by a depthwise
+``qconv2d`` ``call_tir`` becomes one ``call_tir`` of ``qexpand_depthwise`` with the inputs
+``(x, w_expand, w_depthwise, b_expand, b_depthwise, s_expand, s_depthwise)``. The pass that
+applies it is ``passes/fuse_expand_depthwise.py``.
 """
 
 from __future__ import annotations
@@ -130,14 +131,19 @@ def _shape(func: tirx.PrimFunc, i: int) -> tuple[int, ...]:
     return tuple(int(v) for v in func.params[i].shape)
 
 
+def _float_requant(func: tirx.PrimFunc) -> bool:
+    """The fused kernel rescales in float32 (fixed-point convs are not fused yet)."""
+    return str(func.attrs.get("tt.requant", "float32")) == "float32"
+
+
 def _is_expansion(func: tirx.PrimFunc) -> bool:
     a = func.attrs
-    return (tt_op(func) == "qconv2d" and _int(a, "tt.groups") == 1 and _int(a, "tt.stride") == 1
+    return (tt_op(func) == "qconv2d" and _float_requant(func) and _int(a, "tt.groups") == 1 and _int(a, "tt.stride") == 1
             and _pair_attr(a, "tt.padding") == (0, 0) and _shape(func, 1)[2:] == (1, 1))
 
 
 def _is_depthwise(func: tirx.PrimFunc) -> bool:
-    if tt_op(func) != "qconv2d":
+    if tt_op(func) != "qconv2d" or not _float_requant(func):
         return False
     x_shape, w_shape = _shape(func, 0), _shape(func, 1)
     groups = _int(func.attrs, "tt.groups")
@@ -217,11 +223,3 @@ def _drop_unused_prim_funcs(mod: tvm.IRModule) -> tvm.IRModule:
     keep = {gv: f for gv, f in mod.functions.items()
             if not isinstance(f, tirx.PrimFunc) or gv.name_hint in used}
     return tvm.IRModule(keep, attrs=mod.attrs)
-
-
-@tvm.transform.module_pass(opt_level=0, name="FuseExpandDepthwise")
-class FuseExpandDepthwise:
-    """Fuse each 1x1 expansion ``qconv2d`` into the depthwise ``qconv2d`` that alone reads it."""
-
-    def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        return fuse_expand_depthwise(mod)
