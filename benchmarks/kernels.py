@@ -17,12 +17,19 @@ neither flash wait states (weights stream from flash: ~0 with the ART accelerato
 sequential reads, up to 7 at 216 MHz without) nor cache misses are modelled. Read the numbers
 as relative cost between kernels compiled by the same compiler, not as a cycle budget.
 
-Rerun: ``python benchmarks/kernels.py``.
+Backward kernels (``qgrad`` vs ``tt_qgrad.h``) are measured the same way (``grad_rows``):
+weight, data and bias gradients per MAC of the conv (bias and accumulator gradients per output
+element), on the shapes of the first blocks (32x32) and of the last blocks (4x4), which a
+sparse-update step actually runs. ``whole_step`` counts a whole MobileNetV2-w0.35 training
+step at 128x128 with the paper's sparse scheme, naive and fast (see its docstring).
+
+Rerun: ``python benchmarks/kernels.py`` (``--no-step`` skips the whole-step count, ~1 min).
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +164,155 @@ def measure(prim, shape: Shape, data, work: Path, tag: str) -> tuple[int, str, s
     return counts[0] - counts[1], hashes[0], _hash(host)
 
 
+# ---- backward kernels --------------------------------------------------------------------------
+
+GRAD_SHAPES = [  # (name, channels, size, out channels, kernel, stride, groups, rows)
+    ("1x1 48->8 @32x32", 48, 32, 8, 1, 1, 1, None),
+    ("1x1 8->48 @32x32", 8, 32, 48, 1, 1, 1, None),
+    ("dw3x3 48ch @32x32", 48, 32, 48, 3, 1, 48, None),
+    ("dw3x3 s2 48ch @32x32", 48, 32, 48, 3, 2, 48, None),
+    ("1x1 112->336 @4x4", 112, 4, 336, 1, 1, 1, None),
+    ("1x1 336->112 @4x4", 336, 4, 112, 1, 1, 1, None),
+    ("1x1 336->112 @4x4 rows 14", 336, 4, 112, 1, 1, 1, 14),
+    ("dw3x3 336ch @4x4", 336, 4, 336, 3, 1, 336, None),
+]
+
+_GRAD_MAIN = """
+int main(void)
+{
+  static const void *volatile keep[3] __attribute__((unused));
+  KEEP
+#if TT_RUN
+  tt_k_kernel(ARGS, out);
+#endif
+  uint32_t h = 2166136261u;
+  const uint8_t *b = (const uint8_t *)out;
+  for (uint32_t i = 0; i < sizeof(out); i++) h = (h ^ b[i]) * 16777619u;
+  tt_puts("hash ");
+  tt_put_hex32(h);
+  tt_puts("\\n");
+  return 0;
+}
+"""
+
+
+def grad_program(prim, inputs) -> str:
+    """A bench source for one backward kernel: its C, its inputs (in0..in2), out, main."""
+    arrays = ""
+    for i, a in enumerate(inputs):
+        ctype = "uint32_t" if a.dtype == np.float32 else "int8_t"
+        values = a.reshape(-1).view(np.uint32) if a.dtype == np.float32 else a.reshape(-1)
+        arrays += _array("static const ", ctype, f"in{i}", values, str)
+    size = int(np.prod([int(d) for d in prim.params[-1].shape]))
+    arrays += f"static float out[{size}] __attribute__((aligned(8)));\n"
+    main = _GRAD_MAIN.replace("ARGS", ", ".join(f"(void *)in{i}" for i in range(len(inputs))))
+    main = main.replace("KEEP", " ".join(f"keep[{i}] = in{i};" for i in range(len(inputs))))
+    kernel = kernels_to_c(tvm.IRModule({"kernel": prim}))
+    return _PRELUDE + kernel + arrays + main
+
+
+def grad_cases(seed: int = 0):
+    """(shape name, kernel kind, naive PrimFunc, fast PrimFunc, inputs, work units)."""
+    from tinytvm.quant import qgrad
+    from tinytvm.quant.fast import fast_version
+
+    rng = np.random.default_rng(seed)
+    for name, c, hw, o, k, s, groups, rows in GRAD_SHAPES:
+        g = ConvGeometry.of((1, c, hw, hw), (o, c // groups, k, k), s, (k - 1) // 2, groups)
+        x = rng.integers(-128, 128, g.x_shape).astype(np.int8)
+        w = rng.integers(-128, 128, g.w_shape).astype(np.int8)
+        g_acc = rng.standard_normal(g.y_shape).astype(np.float32)
+        y = rng.integers(-128, 128, g.y_shape).astype(np.int8)
+        scale = rng.uniform(1e-3, 1e-1, o).astype(np.float32)
+        taps = g.w_shape[1] * k * k
+        outs = int(np.prod(g.y_shape))
+        r = o if rows is None else rows
+        kernels = [("weight", qgrad.weight_grad(g, -3, rows), [x, g_acc], outs * taps * r // o),
+                   ("data", qgrad.data_grad(g), [g_acc, w], outs * taps)]
+        if rows is None:
+            kernels += [("bias", qgrad.bias_grad(o, g.out_hw), [g_acc], outs),
+                        ("acc", qgrad.accumulator_grad(o, g.out_hw, "int8", False),
+                         [y, g_acc, scale], outs)]
+        for kind, naive, inputs, work in kernels:
+            yield name, kind, naive, fast_version(naive), inputs, work
+
+
+def grad_rows(work: Path):
+    """[(shape, kind, units, naive instr/unit, fast instr/unit, bit-exact)] for GRAD_SHAPES."""
+    rows = []
+    for name, kind, naive, fast, inputs, units in grad_cases():
+        runs = {}
+        for tag, prim in (("naive", naive), ("fast", fast)):
+            src = work / f"g_{tag}.c"
+            src.write_text(grad_program(prim, inputs))
+            runs[tag] = _measure_source(src, work, f"g_{tag}")
+        hashes = {h for _, *hs in runs.values() for h in hs}
+        rows.append((name, kind, units, runs["naive"][0] / units, runs["fast"][0] / units,
+                     len(hashes) == 1))
+    return rows
+
+
+def _measure_source(src: Path, work: Path, tag: str) -> tuple[int, str, str]:
+    incs = [RUNTIME_C / "kernels"]
+    counts, hashes = [], []
+    for run in (1, 0):  # the 32x32 float gradients need more than the F746's 320 KB
+        elf = compile_cortex_m([src], incs, work / f"{tag}{run}.elf", "mps2-an500",
+                               ram_bytes=QEMU_RAM, flash_bytes=QEMU_RAM,
+                               extra_cflags=[f"-DTT_RUN={run}"])
+        result = run_qemu(elf, icount=True)
+        if result.returncode != 0 or result.instructions is None:
+            raise RuntimeError(f"QEMU run of {tag} failed: {result.stdout}{result.stderr}")
+        counts.append(result.instructions)
+        hashes.append(_hash(result.stdout))
+    exe = compile_host_executable([src], incs, work / f"{tag}_host", extra_cflags=["-DTT_RUN=1"])
+    host = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    return counts[0] - counts[1], hashes[0], _hash(host)
+
+
+QEMU_RAM = 4 * 1024 * 1024  # mps2-an500's SSRAM sizes in QEMU
+
+
+# ---- a whole training step ---------------------------------------------------------------------
+
+PAPER_SCHEME = {"bias_last": 25, "weights": tuple(zip([27, 30, 33, 36, 39, 42, 45, 48],
+                                                       [1, 1, 1, 1, 1, 0.125, 0.5, 1]))}
+
+
+def whole_step(work: Path, fast: bool) -> dict:
+    """Instructions of one MobileNetV2-w0.35 (128x128, new 10-class head) sparse-update step in
+    QEMU. Method: the harness runs evaluation (1 sample) + N steps + evaluation; the program is
+    run with N = 0, 1 and 2 training steps and the step's count is the difference (N=2 - N=1,
+    checked against N=1 - N=0). int8_update="round" and an 8 KB stack reserve: with fp32
+    master copies the model does not fit the 320 KB SRAM the harness links for."""
+    import tinytvm
+    from tinytvm.harness import Dataset, run_training
+    from tinytvm.models.paper import load_paper_model
+    from tinytvm.pipeline import default_passes
+    from tinytvm.quant.fast import UseFastKernels
+    from tinytvm.quant.paper_import import paper_to_relax, with_new_head
+    from tinytvm.sparse import UpdateScheme
+
+    model = load_paper_model("mbv2-w0.35")
+    rng = np.random.default_rng(0)
+    model = with_new_head(model, rng.normal(0, 0.1, (10, model.classifier.in_channels)),
+                          rng.normal(0, 0.1, 10))
+    train = tinytvm.TrainConfig(lr=0.01, update=UpdateScheme(**PAPER_SCHEME),
+                                int8_update="round")
+    passes = default_passes(train) + [UseFastKernels()] if fast else None
+    art = tinytvm.build(paper_to_relax(model, logits="float32"), target="mps2-an500",
+                        train=train, passes=passes, stack_bytes=8192)
+    x = rng.integers(-128, 128, (3, 1, 3, 128, 128)).astype(np.int8)
+    y = np.array([1, 2, 3], np.int32)
+    counts, losses = [], None
+    for steps in (0, 1, 2):
+        run = run_training(art, Dataset.int8(x[:2], y[:2]), Dataset.int8(x[2:], y[2:]), steps,
+                           where="qemu", workdir=work / f"step{int(fast)}{steps}")
+        counts.append(run.instructions)
+        losses = run.losses
+    return {"step": counts[2] - counts[1], "first": counts[1] - counts[0],
+            "eval_only": counts[0], "losses": losses}
+
+
 def main():
     table = Table(title="int8 conv, one call, QEMU mps2-an500 (Cortex-M7) instructions per MAC")
     for col in ("shape", "MACs", "naive qops", "fast", "speed-up", "CMSIS-NN (issue)",
@@ -185,6 +341,31 @@ def main():
     for name, runs in checks:
         parts = ", ".join(f"{k}: QEMU {q} host {h}" for k, (_, q, h) in runs.items())
         console.print(f"output hash {name}: {parts}")
+    with tempfile.TemporaryDirectory(prefix="tinytvm-gbench-") as tmp:
+        grad_table = Table(title="int8 training backward kernels, one call, QEMU instructions "
+                                 "per MAC (bias / acc: per output element)")
+        for col in ("shape", "kernel", "MACs / elements", "naive qgrad", "fast", "speed-up",
+                    "bit-exact host+QEMU"):
+            grad_table.add_column(col, justify="right")
+        for name, kind, units, naive, fast, exact in grad_rows(Path(tmp)):
+            grad_table.add_row(name, kind, f"{units:,}", f"{naive:.2f}", f"{fast:.2f}",
+                               f"{naive / fast:.1f}x", "yes" if exact else "NO")
+        console.print(grad_table)
+        if "--no-step" in sys.argv:
+            return
+        steps = {kind: whole_step(Path(tmp), kind == "fast") for kind in ("naive", "fast")}
+    step_table = Table(title="MobileNetV2-w0.35 128x128, paper sparse scheme: one training "
+                             "step, QEMU instructions")
+    for col in ("kernels", "step (N=2 - N=1)", "first step (N=1 - N=0)", "eval-only program",
+                "losses (hex)"):
+        step_table.add_column(col, justify="right")
+    for kind, r in steps.items():
+        step_table.add_row(kind, f"{r['step']:,}", f"{r['first']:,}", f"{r['eval_only']:,}",
+                           " ".join(f"{v:08x}" for v in r["losses"].view(np.uint32)))
+    console.print(step_table)
+    same = np.array_equal(steps["naive"]["losses"].view(np.uint32),
+                          steps["fast"]["losses"].view(np.uint32))
+    console.print(f"losses naive == fast, bit for bit: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":

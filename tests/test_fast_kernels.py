@@ -11,6 +11,8 @@ a missing cross toolchain or QEMU fails that test, as in the other QEMU tests.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tvm
@@ -170,3 +172,195 @@ def test_qemu_dsp_path_equals_host(tmp_path):
     naive = conv_module(prims, arrays, [s for _, _, s in layers])
     reference = tinytvm.build(naive, target="host", inference_only=True).host_session().infer(x)
     np.testing.assert_array_equal(host, reference)
+
+
+# ---- backward kernels (tinytvm.quant.qgrad -> runtime_c/kernels/tt_qgrad.h) -------------------
+
+GRAD_CASES = {  # name: (channels, size, out channels, kernel, stride, groups, padding, rows)
+    "pointwise_13to10_7x7": (13, 7, 10, 1, 1, 1, 0, None),
+    "pointwise_16to9_5x5_rows4": (16, 5, 9, 1, 1, 1, 0, 4),
+    "pointwise_5to17_8x8": (5, 8, 17, 1, 1, 1, 0, None),
+    "pointwise_20to12_4x4_rows7": (20, 4, 12, 1, 1, 1, 0, 7),
+    "full3_s2_3to8_13x13": (3, 13, 8, 3, 2, 1, 1, None),
+    "full3_s1_6to5_6x6": (6, 6, 5, 3, 1, 1, 1, 3),
+    "full1_s2_5to6_9x9": (5, 9, 6, 1, 2, 1, 0, None),
+    "full5_s2_2to4_11x11": (2, 11, 4, 5, 2, 1, 2, None),
+    "full3_s1_9to4_7x7_nopad": (9, 7, 4, 3, 1, 1, 0, None),
+    "depthwise3_s1_13_9x9": (13, 9, 13, 3, 1, 13, 1, None),
+    "depthwise3_s1_6_4x4_rows2": (6, 4, 6, 3, 1, 6, 1, 2),
+    "depthwise3_s2_12_10x10": (12, 10, 12, 3, 2, 12, 1, 5),
+    "depthwise3_s2_7_11x11_nopad": (7, 11, 7, 3, 2, 7, 0, None),
+    "depthwise3_s2_5_9x9": (5, 9, 5, 3, 2, 5, 1, None),
+}
+
+
+KERNELS_PRELUDE = """#include <math.h>
+#include <stdint.h>
+#define TVM_DLL
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+"""
+
+
+def grad_kernels(case: str, rng) -> list[tuple[str, tvm.tirx.PrimFunc, list[np.ndarray]]]:
+    """(kind, naive qgrad kernel, random inputs) of every backward kernel of one conv."""
+    from tinytvm.quant import qgrad
+    from tinytvm.quant.qops import ConvGeometry
+
+    c, hw, o, k, s, groups, pad, rows = GRAD_CASES[case]
+    g = ConvGeometry.of((1, c, hw, hw), (o, c // groups, k, k), s, pad, groups)
+    x_zero = int(rng.integers(-128, 128))
+    x = rng.integers(-128, 128, g.x_shape).astype(np.int8)
+    x.reshape(-1)[::7] = x_zero  # zero terms inside the plane
+    weight = rng.integers(-128, 128, g.w_shape).astype(np.int8)
+    g_acc = (rng.standard_normal(g.y_shape) * 10.0 ** rng.uniform(-3, 3, g.y_shape))
+    g_acc = g_acc.astype(np.float32)
+    g_acc.reshape(-1)[::5] = 0.0
+    g_acc.reshape(-1)[1::11] = -0.0
+    y = rng.integers(-128, 128, g.y_shape).astype(np.int8)
+    y.reshape(-1)[::4] = rng.choice([-128, 127], y.size // 4 + (y.size % 4 > 0))
+    scale = rng.uniform(1e-4, 1e-1, o).astype(np.float32)
+    y_flat = rng.standard_normal((1, o)).astype(np.float32)
+    return [
+        ("weight", qgrad.weight_grad(g, x_zero, rows), [x, g_acc]),
+        ("data", qgrad.data_grad(g), [g_acc, weight]),
+        ("bias", qgrad.bias_grad(o, g.out_hw), [g_acc]),
+        ("acc", qgrad.accumulator_grad(o, g.out_hw, "int8", False), [y, g_acc, scale]),
+        ("acc_f32", qgrad.accumulator_grad(o, (1, 1), "float32", True),
+         [y_flat, g_acc[:, :, 0, 0].copy(), scale]),
+    ]
+
+
+def _run_kernel(lib, name, inputs, out_shape):
+    import ctypes
+
+    out = np.full(out_shape, np.nan, np.float32)
+    args = [np.ascontiguousarray(a).ctypes.data_as(ctypes.c_void_p) for a in inputs]
+    getattr(lib, f"tt_k_{name}")(*args, out.ctypes.data_as(ctypes.c_void_p))
+    return out
+
+
+def test_fast_backward_kernels_match_qgrad_bit_for_bit(tmp_path):
+    """Every backward kernel of every case, naive and fast, in one host library: the outputs
+    agree to the bit (compared as uint32, so -0.0 != +0.0 and NaN patterns count)."""
+    import ctypes
+
+    from tinytvm.lower import kernels_to_c
+    from tinytvm.toolchain import RUNTIME_C, compile_host_library
+
+    rng = np.random.default_rng(11)
+    prims, runs = {}, []
+    for case in sorted(GRAD_CASES):
+        for kind, naive, inputs in grad_kernels(case, rng):
+            fast = fast_version(naive)
+            assert fast is not None and str(fast.attrs["tt.fast"]).startswith("tt_qgrad_")
+            name = f"{case}_{kind}"
+            prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast
+            runs.append((name, inputs, tuple(int(d) for d in naive.params[-1].shape)))
+    src = tmp_path / "grads.c"
+    src.write_text(KERNELS_PRELUDE + kernels_to_c(tvm.IRModule(prims)))
+    lib = ctypes.CDLL(str(compile_host_library([src], [RUNTIME_C / "kernels"],
+                                                tmp_path / "grads.so")))
+    for name, inputs, out_shape in runs:
+        naive = _run_kernel(lib, f"n_{name}", inputs, out_shape)
+        fast = _run_kernel(lib, f"f_{name}", inputs, out_shape)
+        assert np.isfinite(naive).all(), name
+        np.testing.assert_array_equal(fast.view(np.uint32), naive.view(np.uint32), err_msg=name)
+
+
+def _c_array(name: str, a: np.ndarray) -> str:
+    ctype = {"int8": "int8_t", "float32": "uint32_t"}[str(a.dtype)]
+    flat = a.reshape(-1).view(np.uint32) if a.dtype == np.float32 else a.reshape(-1)
+    values = ",".join(str(int(v)) for v in flat)
+    return f"static {ctype} {name}[{a.size}] __attribute__((aligned(8))) = {{{values}}};\n"
+
+
+def test_fast_backward_kernels_on_cortex_m7(tmp_path):
+    """The same comparison on the Cortex-M7 in QEMU (the VMLA assembly path): naive and fast
+    outputs compared with memcmp in the guest, for a subset of the cases."""
+    from tinytvm.lower import kernels_to_c
+    from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, run_qemu
+
+    rng = np.random.default_rng(12)
+    cases = ["pointwise_16to9_5x5_rows4", "full3_s2_3to8_13x13", "full3_s1_6to5_6x6",
+             "depthwise3_s1_13_9x9", "depthwise3_s2_12_10x10", "depthwise3_s2_7_11x11_nopad"]
+    prims, data, calls = {}, "", ""
+    for case in cases:
+        for kind, naive, inputs in grad_kernels(case, rng):
+            name = f"{case}_{kind}"
+            prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast_version(naive)
+            size = int(np.prod([int(d) for d in naive.params[-1].shape]))
+            args = []
+            for i, a in enumerate(inputs):
+                data += _c_array(f"{name}_in{i}", np.ascontiguousarray(a))
+                args.append(f"(void *){name}_in{i}")
+            data += f"static float {name}_n[{size}], {name}_f[{size}];\n"
+            calls += (f"  tt_k_n_{name}({', '.join(args)}, {name}_n);\n"
+                      f"  tt_k_f_{name}({', '.join(args)}, {name}_f);\n"
+                      f'  if (memcmp({name}_n, {name}_f, sizeof({name}_n))) '
+                      f'{{ tt_puts("MISMATCH {name}\\n"); bad++; }}\n')
+    src = tmp_path / "grads_m7.c"
+    src.write_text(KERNELS_PRELUDE + '#include <string.h>\n#include "tt_io.h"\n'
+                   + kernels_to_c(tvm.IRModule(prims)) + data
+                   + "int main(void)\n{\n  int bad = 0;\n" + calls
+                   + '  tt_puts(bad ? "FAIL\\n" : "ALL OK\\n");\n  return bad;\n}\n')
+    elf = compile_cortex_m([src], [RUNTIME_C / "kernels"], tmp_path / "grads.elf", "mps2-an500")
+    result = run_qemu(elf)
+    assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout
+
+
+def _tiny_training_builds(target: str, rounding: str = "master"):
+    """(naive, fast) builds of a tiny int8 model's training step, every layer trained."""
+    from tinytvm.models.int8_random import tiny_int8_model
+    from tinytvm.quant.fast import UseFastKernels
+    from tinytvm.quant.paper_import import paper_to_relax, with_new_head
+
+    model = tiny_int8_model(6, hw=15)
+    rng = np.random.default_rng(7)
+    model = with_new_head(model, rng.normal(0, 0.1, (10, model.classifier.in_channels)),
+                          rng.normal(0, 0.1, 10))
+    mod = paper_to_relax(model, logits="float32")
+    train = tinytvm.TrainConfig(lr=0.05, int8_update=rounding)
+    # without FuseGradientUpdate, so the weight-gradient kernels exist to be swapped
+    passes = [p for p in tinytvm.pipeline.default_passes(train)
+              if p.info.name != "FuseGradientUpdate"]
+    naive = tinytvm.build(mod, target=target, train=train, passes=passes)
+    fast = tinytvm.build(mod, target=target, train=train, passes=passes + [UseFastKernels()])
+    kinds = set(re.findall(r"^  (tt_q\w+)\(", fast.sources["model.c"], re.MULTILINE))
+    return naive, fast, kinds
+
+
+def test_fast_training_step_equals_naive_on_host():
+    """Two training steps of the whole tiny model (every weight trained, so every backward
+    kernel runs, the data gradients too): losses and every weight bit-identical."""
+    naive, fast, kinds = _tiny_training_builds("host")
+    assert {"tt_qgrad_weight", "tt_qgrad_weight_dw3x3", "tt_qgrad_data",
+            "tt_qgrad_data_dw3x3", "tt_qgrad_bias", "tt_qgrad_acc_s8",
+            "tt_qgrad_acc_f32"} <= kinds
+    assert "tt_qgrad.h" in fast.sources and "tt_qgrad.h" not in naive.sources
+    x = np.random.default_rng(8).integers(-128, 128, (2, 1, 3, 15, 15)).astype(np.int8)
+    sessions = [art.host_session() for art in (naive, fast)]
+    for step, label in enumerate((3, 8)):
+        losses = [np.float32(s.train_step(x[step], label)) for s in sessions]
+        assert losses[0].view(np.uint32) == losses[1].view(np.uint32)
+    after = [s.params() for s in sessions]
+    for name, value in after[0].items():
+        np.testing.assert_array_equal(np.asarray(after[1][name]).view(np.uint8),
+                                      np.asarray(value).view(np.uint8), err_msg=name)
+
+
+def test_fast_training_step_in_qemu_equals_naive_host(tmp_path):
+    """The fast step on the Cortex-M7 (assembly paths) against the naive step on the host:
+    bit-identical losses over 3 steps."""
+    from tinytvm.harness import Dataset, run_training
+
+    naive, fast, _ = _tiny_training_builds("mps2-an500")
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, (4, 1, 3, 15, 15)).astype(np.int8)
+    y = rng.integers(0, 10, 4).astype(np.int32)
+    train, evaluation = Dataset.int8(x[:3], y[:3]), Dataset.int8(x[3:], y[3:])
+    host = run_training(naive, train, evaluation, 3, where="host", workdir=tmp_path / "host")
+    qemu = run_training(fast, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu")
+    assert len(host.losses) == 3 and np.isfinite(host.losses).all()
+    np.testing.assert_array_equal(qemu.losses.view(np.uint32), host.losses.view(np.uint32))

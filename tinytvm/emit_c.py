@@ -12,7 +12,7 @@ from string import Template
 import numpy as np
 
 from .aot import C_TYPES, Program, Tensor
-from .lower import FAST_KERNELS_HEADER, kernel_symbol
+from .lower import FAST_KERNELS_HEADERS, kernel_symbol
 from .toolchain import RUNTIME_C
 
 TEMPLATES = RUNTIME_C / "templates"
@@ -96,8 +96,9 @@ def render(name: str, fields: dict, programs: dict, offsets: dict) -> dict[str, 
     ) if train else ""
     sources = {header: Template(_template("model.h.tmpl")).substitute(fields),
                f"{name}.c": Template(_template("model.c.tmpl")).substitute(fields)}
-    if f'#include "{FAST_KERNELS_HEADER}"' in fields["kernels"]:  # copied next to model.c
-        sources[FAST_KERNELS_HEADER] = (RUNTIME_C / "kernels" / FAST_KERNELS_HEADER).read_text()
+    for kernels_header in FAST_KERNELS_HEADERS:  # the micro-kernels included: next to model.c
+        if f'#include "{kernels_header}"' in fields["kernels"]:
+            sources[kernels_header] = (RUNTIME_C / "kernels" / kernels_header).read_text()
     return sources
 
 

@@ -96,8 +96,18 @@ _LOWER_TO_C = [
 ]
 
 
-# The hand-written micro-kernels (runtime_c/kernels/) that PrimFuncs with "tt.fast" call.
+# The hand-written micro-kernels (runtime_c/kernels/) that PrimFuncs with "tt.fast" call: a
+# function "tt_qconv_*" lives in tt_qconv.h, "tt_qgrad_*" in tt_qgrad.h.
 FAST_KERNELS_HEADER = "tt_qconv.h"
+FAST_KERNELS_HEADERS = (FAST_KERNELS_HEADER, "tt_qgrad.h")
+
+
+def fast_kernel_header(function: str) -> str:
+    """The header of the micro-kernel `function` (a "tt.fast" attribute)."""
+    header = "_".join(function.split("_")[:2]) + ".h"
+    if header not in FAST_KERNELS_HEADERS:
+        raise ValueError(f"no header in runtime_c/kernels/ declares '{function}'")
+    return header
 
 
 def kernel_symbol(prim_name: str) -> str:
@@ -115,8 +125,10 @@ def kernels_to_c(mod: tvm.IRModule) -> str:
     seq = tvm.transform.Sequential([tirx.transform.BindTarget(target), *_LOWER_TO_C])
     source = tvm.get_global_func("target.build.c")(seq(unpacked), target).inspect_source()
     source = _strip_tvm_runtime(source)
-    if any(f.attrs is not None and "tt.fast" in f.attrs for f in prims.values()):
-        source = f'#include "{FAST_KERNELS_HEADER}"\n\n' + source
+    headers = {fast_kernel_header(str(f.attrs["tt.fast"])) for f in prims.values()
+               if f.attrs is not None and "tt.fast" in f.attrs}
+    if headers:
+        source = "".join(f'#include "{h}"\n' for h in sorted(headers)) + "\n" + source
     return source
 
 

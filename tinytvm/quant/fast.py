@@ -25,13 +25,22 @@ from __future__ import annotations
 import functools
 
 import tvm
-from tvm import tirx
+from tvm import s_tir, tirx
 from tvm.script import tirx as T
 
+from . import qgrad
 from .qops import ConvGeometry, qclassifier, qconv2d, tt_op
 
 HEADER = "tt_qconv.h"
 IM2COL, DW3X3 = "tt_qconv_im2col", "tt_qconv_dw3x3"
+GRAD_HEADER = "tt_qgrad.h"
+ACC_S8, ACC_F32, BIAS = "tt_qgrad_acc_s8", "tt_qgrad_acc_f32", "tt_qgrad_bias"
+WEIGHT, WEIGHT_DW3X3 = "tt_qgrad_weight", "tt_qgrad_weight_dw3x3"
+DATA, DATA_DW3X3 = "tt_qgrad_data", "tt_qgrad_data_dw3x3"
+WEIGHT_SCRATCH_BYTES = 4 * 8 * 30  # TT_QGRAD_WEIGHT_SCRATCH
+# relax's OpPatternKind.kOpaque: a call_extern body looks element-wise to AnnotateTIROpPattern,
+# which would let aot write the output over a same-shaped input (tinytvm.aot._reuse_dying_inputs)
+OPAQUE = 8
 
 
 def im2col_scratch_bytes(g: ConvGeometry) -> int:
@@ -86,6 +95,8 @@ def _fast(g: ConvGeometry, x_zero: int, y_zero: int, flat: bool,
         words = dw3x3_scratch_bytes(g) // 4
         shape_args = (c, h, w, s, ph, pw, x_zero, y_zero)
     attrs = {**dict(naive.attrs), "tt.fast": name}
+    if name == IM2COL and not (kh == kw == s == 1 and ph == pw == 0):
+        attrs["op_pattern"] = OPAQUE  # reads rows above a pixel after writing it: no in-place
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(x: T.Buffer(g.x_shape, "int8"), weight: T.Buffer(g.w_shape, "int8"),
@@ -113,8 +124,11 @@ def _check_same_signature(fast: tirx.PrimFunc, naive: tirx.PrimFunc) -> None:
 
 
 def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
-    """The fast PrimFunc computing what the ``qops`` conv ``func`` computes, or None."""
+    """The fast PrimFunc computing what the ``qops`` conv or ``qgrad`` kernel ``func``
+    computes, or None."""
     op = tt_op(func)
+    if op in _GRADIENTS and "tt.fast" not in func.attrs:
+        return _GRADIENTS[op](func)
     if op not in ("qconv2d", "qclassifier") or "tt.fast" in func.attrs:
         return None
     x, w, *_, y = func.params  # Buffers: (x, weight, bias, scale, y)
@@ -130,6 +144,139 @@ def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     if fast_kernel_name(g) is None:
         return None
     return qconv2d_fast(xs, ws, stride=g.stride, padding=g.padding, groups=g.groups, **zeros)
+
+
+# ---- backward kernels (tinytvm.quant.qgrad) -> runtime_c/kernels/tt_qgrad.h ------------------
+
+
+def _dw3x3(g: ConvGeometry) -> bool:
+    return (g.groups == g.in_channels == g.out_channels and g.kernel == (3, 3)
+            and g.stride in (1, 2))
+
+
+def grad_kernel_name(g: ConvGeometry, op: str) -> str | None:
+    """The tt_qgrad.h function computing the weight or data gradient of this conv, or None."""
+    if g.groups == 1:
+        return WEIGHT if op == "qconv2d_weight_grad" else DATA
+    if _dw3x3(g):
+        return WEIGHT_DW3X3 if op == "qconv2d_weight_grad" else DATA_DW3X3
+    return None
+
+
+def weight_dw3x3_scratch_bytes(g: ConvGeometry) -> int:
+    """TT_QGRAD_WEIGHT_DW3X3_SCRATCH(W, pad_w): 3 float rows of W + 2 pad_w."""
+    return 12 * (g.in_hw[1] + 2 * g.padding[1])
+
+
+def _shape(buffer) -> tuple[int, ...]:
+    return tuple(int(d) for d in buffer.shape)
+
+
+def _geometry(func: tirx.PrimFunc, x_shape, o: int, w_tail) -> ConvGeometry:
+    a = func.attrs
+    return ConvGeometry.of(x_shape, (o, *w_tail), int(a["tt.stride"]),
+                           [int(p) for p in a["tt.padding"]], int(a["tt.groups"]))
+
+
+def weight_grad_fast(g: ConvGeometry, x_zero: int, rows: int | None = None) -> tirx.PrimFunc:
+    """``qgrad.weight_grad`` computed by ``tt_qgrad_weight`` / ``tt_qgrad_weight_dw3x3``."""
+    rows = g.out_channels if rows is None else rows
+    naive = qgrad.weight_grad(g, x_zero, rows)
+    name = grad_kernel_name(g, "qconv2d_weight_grad")
+    if name is None:
+        raise ValueError(f"no fast weight gradient for {g}: groups=1 and 3x3 depthwise only")
+    (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
+    if name == WEIGHT:
+        args, scratch = (g.in_channels, h, w, rows, kh, kw, s, ph, pw, x_zero), WEIGHT_SCRATCH_BYTES
+    else:
+        args, scratch = (rows, h, w, s, ph, pw, x_zero), weight_dw3x3_scratch_bytes(g)
+    return _extern(naive, name, args, scratch)
+
+
+def data_grad_fast(g: ConvGeometry) -> tirx.PrimFunc:
+    """``qgrad.data_grad`` computed by ``tt_qgrad_data`` / ``tt_qgrad_data_dw3x3``."""
+    naive = qgrad.data_grad(g)
+    name = grad_kernel_name(g, "qconv2d_data_grad")
+    if name is None:
+        raise ValueError(f"no fast data gradient for {g}: groups=1 and 3x3 depthwise only")
+    (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
+    if name == DATA:
+        args = (g.in_channels, h, w, g.out_channels, kh, kw, s, ph, pw)
+    else:
+        args = (g.in_channels, h, w, s, ph, pw)
+    return _extern(naive, name, args, 0)
+
+
+def accumulator_grad_fast(out_channels: int, out_hw: tuple[int, int], y_dtype: str,
+                          flat: bool) -> tirx.PrimFunc:
+    """``qgrad.accumulator_grad`` computed by ``tt_qgrad_acc_s8`` / ``tt_qgrad_acc_f32``."""
+    naive = qgrad.accumulator_grad(out_channels, tuple(out_hw), y_dtype, flat)
+    name = {"int8": ACC_S8, "float32": ACC_F32}.get(y_dtype)
+    if name is None:
+        raise ValueError(f"no fast accumulator gradient for a {y_dtype} output")
+    return _extern(naive, name, (out_channels, out_hw[0] * out_hw[1]), 0)
+
+
+def bias_grad_fast(out_channels: int, out_hw: tuple[int, int]) -> tirx.PrimFunc:
+    """``qgrad.bias_grad`` computed by ``tt_qgrad_bias``."""
+    naive = qgrad.bias_grad(out_channels, tuple(out_hw))
+    return _extern(naive, BIAS, (out_channels, out_hw[0] * out_hw[1]), 0)
+
+
+def _fast_weight_grad(func):
+    x, g_acc, dw = func.params
+    geom = _geometry(func, _shape(x), _shape(g_acc)[1], _shape(dw)[1:])
+    if grad_kernel_name(geom, "qconv2d_weight_grad") is None:
+        return None
+    return weight_grad_fast(geom, int(func.attrs["tt.x_zero"]), _shape(dw)[0])
+
+
+def _fast_data_grad(func):
+    g_acc, weight, dx = func.params
+    geom = _geometry(func, _shape(dx), _shape(g_acc)[1], _shape(weight)[1:])
+    return data_grad_fast(geom) if grad_kernel_name(geom, "qconv2d_data_grad") else None
+
+
+def _fast_accumulator_grad(func):
+    y, _, _, g_acc = func.params
+    _, o, h, w = _shape(g_acc)
+    if str(y.dtype) not in ("int8", "float32"):
+        return None
+    return accumulator_grad_fast(o, (h, w), str(y.dtype), len(y.shape) == 2)
+
+
+def _fast_bias_grad(func):
+    g_acc, _ = func.params
+    _, o, h, w = _shape(g_acc)
+    return bias_grad_fast(o, (h, w))
+
+
+_GRADIENTS = {"qconv2d_weight_grad": _fast_weight_grad, "qconv2d_data_grad": _fast_data_grad,
+              "qconv2d_acc_grad": _fast_accumulator_grad, "qconv2d_bias_grad": _fast_bias_grad}
+
+
+@functools.cache
+def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int, ...],
+            scratch_bytes: int) -> tirx.PrimFunc:
+    """``naive``'s signature and attributes (+ "tt.fast"), the body one call of the C function
+    ``name(buffers..., *args[, scratch])``; the scratch is a local int32 buffer."""
+    buffers = list(naive.params)
+    scratch = []
+    if scratch_bytes:
+        scratch = [tirx.decl_buffer(((scratch_bytes + 3) // 4,), "int32", "scratch")]
+    call = tirx.call_extern("int32", name, *[b.data for b in buffers], *args,
+                            *[b.data for b in scratch])
+    regions = [tirx.BufferRegion(b, [tvm.ir.Range(0, d) for d in b.shape]) for b in buffers]
+    root = s_tir.stmt.SBlock([], regions[:-1], regions[-1:], "root", tirx.Evaluate(call),
+                             alloc_buffers=scratch)
+    body = s_tir.stmt.SBlockRealize([], True, root)
+    attrs = {**dict(naive.attrs), "tt.fast": name}
+    if name not in (ACC_S8, ACC_F32):  # the element-wise ones may run in place, no other
+        attrs["op_pattern"] = OPAQUE
+    fast = tirx.PrimFunc(buffers, body, ret_type=naive.ret_type,
+                         attrs=tvm.ir.make_node("ir.DictAttrs", **attrs))
+    _check_same_signature(fast, naive)
+    return fast
 
 
 def use_fast_kernels(mod: tvm.IRModule) -> tvm.IRModule:

@@ -26,8 +26,16 @@ from tvm import te, tirx
 from .qops import INT8_MAX, INT8_MIN, ConvGeometry
 
 
-def _prim(tensors, op: str) -> tirx.PrimFunc:
-    return te.create_prim_func(tensors).with_attr("tt.op", op)
+def _prim(tensors, op: str, geometry: ConvGeometry | None = None, **attrs) -> tirx.PrimFunc:
+    """The PrimFunc with its "tt.op" and, for the conv kernels, the static parameters a
+    replacement kernel needs (tinytvm.quant.fast): "tt.stride", "tt.padding", "tt.groups"."""
+    func = te.create_prim_func(tensors).with_attr("tt.op", op)
+    if geometry is not None:
+        attrs = {"stride": geometry.stride, "padding": list(geometry.padding),
+                 "groups": geometry.groups, **attrs}
+    for key, value in attrs.items():
+        func = func.with_attr(f"tt.{key}", value)
+    return func
 
 
 def _fixed_scale(multiplier: tirx.PrimExpr, shift: tirx.PrimExpr, extra: int = 0):
@@ -108,7 +116,7 @@ def weight_grad(g: ConvGeometry, x_zero: int, rows: int | None = None) -> tirx.P
         return te.sum(g_acc[0, o, i, j] * shifted, axis=[i, j])
 
     dw = te.compute((rows, cin, kh, kw), body, name="d_weight")
-    return _prim([x, g_acc, dw], "qconv2d_weight_grad")
+    return _prim([x, g_acc, dw], "qconv2d_weight_grad", g, x_zero=x_zero)
 
 
 @functools.cache
@@ -147,7 +155,7 @@ def data_grad(g: ConvGeometry) -> tirx.PrimFunc:
         return te.sum(tirx.if_then_else(hit, term, tirx.const(0.0, "float32")), axis=[r, ky, kx])
 
     dx = te.compute(g.x_shape, body, name="d_x")
-    return _prim([g_acc, weight, dx], "qconv2d_data_grad")
+    return _prim([g_acc, weight, dx], "qconv2d_data_grad", g)
 
 
 @functools.cache
