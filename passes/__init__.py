@@ -6,11 +6,12 @@ from .conv1d import Normalize1DHead
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_clip import FuseClip
 from .fuse_expand_depthwise import FuseExpandDepthwise
+from .fuse_gradient_update import FuseGradientUpdate
 from .gradients import GRADIENT_RULES, gradient_rule, register_gradient
 from .normalize_head import NormalizeHead
 from .qas import QuantizationAwareScaling
 from .reorder import ReorderForMemory
 from .sgd import AppendSGD
 
-__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseExpandDepthwise", "FuseClip", "GRADIENT_RULES", "Normalize1DHead",
+__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseExpandDepthwise", "FuseGradientUpdate", "FuseClip", "GRADIENT_RULES", "Normalize1DHead",
            "NormalizeHead", "QuantizationAwareScaling", "ReorderForMemory", "gradient_rule", "register_gradient"]

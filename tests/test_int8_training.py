@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import tvm
 import torch.nn.functional as F
 
 import tinytvm
@@ -395,3 +396,35 @@ def test_frozen_blocks_are_fused_in_the_training_step_with_identical_numbers():
     a, b = fused.host_session(), plain.host_session()
     for i, xi in enumerate(x):
         assert np.float32(a.train_step(xi, i)).tobytes() == np.float32(b.train_step(xi, i)).tobytes()
+
+
+@pytest.mark.parametrize("rounding", ["master", "round", "stochastic"])
+def test_fused_gradient_update_is_bit_identical_and_frees_the_gradient(rounding):
+    """FuseGradientUpdate: every int8 weight's gradient, QAS, lr and update in one kernel.
+    Same weights bit for bit as the unfused chain after several steps, and no weight-gradient
+    tensor left in the arena."""
+    from tinytvm.pipeline import default_passes, pass_names
+
+    model = new_head_model(6)
+    mod = paper_to_relax(model, logits="float32")
+    config = tinytvm.TrainConfig(lr=0.05, trainable=TRAINABLE, int8_update=rounding)
+    passes = default_passes(config)
+    unfused_passes = [p for p in passes if p.info.name != "FuseGradientUpdate"]
+    assert "FuseGradientUpdate" in pass_names(passes)
+    fused = tinytvm.build(mod, target="host", train=config)
+    plain = tinytvm.build(mod, target="host", train=config, passes=unfused_passes)
+    kernels = [str(f.attrs["tt.op"]) for f in fused.ir.functions.values()
+               if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and "tt.op" in f.attrs]
+    weights = [n for n in TRAINABLE if n.endswith(".weight")]
+    assert kernels.count("weight_grad_update") >= 1 and "qconv2d_weight_grad" not in kernels
+    names = {b.name for b in fused.memory.functions[0].problem.buffers}
+    assert not any(n.startswith("d_") and n.endswith("_weight") for n in names), names
+    a, b = fused.host_session(), plain.host_session()
+    x = np.random.default_rng(13).integers(-128, 128, (4, 1, 3, 16, 16)).astype(np.int8)
+    for i, xi in enumerate(x):
+        assert a.train_step(xi, i) == b.train_step(xi, i)
+    pa, pb = a.params(), b.params()
+    for name in pa:
+        np.testing.assert_array_equal(pa[name], pb[name], err_msg=name)
+    assert all(not np.array_equal(pa[n], fused.weights[n].value) for n in weights)  # trained
+    assert fused.memory.functions[0].peak <= plain.memory.functions[0].peak

@@ -23,8 +23,8 @@ C_TYPES = {"float32": "float", "int32": "int32_t", "int64": "int64_t", "bool": "
            "int8": "int8_t", "uint8": "uint8_t"}
 # Kernels whose output element i reads only element i of the weight they update, so writing the
 # output over that weight while it runs is safe (subtract_rows: passes/sgd.py; subtract_round,
-# subtract_stochastic, requantize_rows: tinytvm/quant/qupdate.py).
-ELEMENTWISE_KERNELS = ("add", "subtract", "multiply", "requantize_rows")
+# subtract_stochastic, requantize_rows, weight_grad_update: tinytvm/quant/qupdate.py).
+ELEMENTWISE_KERNELS = ("add", "subtract", "multiply", "requantize_rows", "weight_grad_update")
 
 
 @dataclass(eq=False)

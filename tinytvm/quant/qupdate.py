@@ -25,6 +25,9 @@ from __future__ import annotations
 import functools
 
 from tvm import te, tirx
+from tvm.script import tirx as T
+
+from .qops import ConvGeometry
 
 INT8_MIN, INT8_MAX = -128, 127
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -110,5 +113,98 @@ def subtract_stochastic(weight_shape: tuple[int, ...], rows: int, dtype: str,
         rounded = _as_int64(tirx.floor(step[(o, *r)] + u))
         return _saturate(w[(o, *r)].astype("int64") - rounded, dtype)
 
-    return _rows_update(weight_shape, rows, dtype, [step, counter], new_value,
+    prim = _rows_update(weight_shape, rows, dtype, [step, counter], new_value,
                         "subtract_stochastic")
+    return prim.with_attr("tt.salt", int(salt))  # FuseGradientUpdate keeps the same stream
+
+
+# --- in-place gradient application: weight gradient and update in one kernel ----------------
+
+
+@functools.cache
+def weight_grad_update(g: ConvGeometry, x_zero: int, rows: int, rounding: str, dtype: str,
+                       lr: float, salt: int = 0) -> tirx.PrimFunc:
+    """The weight gradient of a conv (``qgrad.weight_grad``), its QAS factor, the learning
+    rate and the update, per weight element, in one kernel: the gradient never exists as a
+    tensor (each element's sum lives in a one-element accumulator and is applied at once).
+
+    rounding "round" / "stochastic": ``(x, g_acc, w, factor[, counter]) -> w_new`` (int8,
+    element-wise in ``w``: runs in place); "master": ``(x, g_acc, master, factor) ->
+    master_new`` (float32, in place; the int8 weight is then ``requantize_rows`` of it).
+    ``factor`` float32 (rows, 1, 1, 1) is the QAS scale (ones without QAS); the step is
+    ``(grad * factor[o]) * lr``, the same two products, in the same order, as the unfused
+    graph computes."""
+    from .qgrad import _x_shifted
+
+    cin, opg = g.in_channels // g.groups, g.out_channels // g.groups
+    (kh, kw), s, (ph, pw) = g.kernel, g.stride, g.padding
+    ho, wo = g.out_hw
+    w_shape = (g.out_channels, cin, kh, kw)
+    rows_shape = (rows, cin, kh, kw)
+    target_shape, target_dtype = (rows_shape, "float32") if rounding == "master" else (
+        w_shape, dtype)
+    rate = tirx.const(float(lr), "float32")
+    attrs = {"tt.op": "weight_grad_update", "tt.rounding": rounding}
+
+    def channel(o, c):
+        return o // opg * cin + c if g.groups > 1 else c
+
+    def new_value(old, step, counter, flat):
+        if rounding == "master":
+            return old - step
+        if rounding == "round":
+            rounded = _as_int64(tirx.nearbyint(step))
+        else:
+            bits = tirx.shift_right(_hash(flat, counter[0], salt), tirx.const(8, "uint32"))
+            u = tirx.ldexp(bits.astype("float32"), tirx.const(-24, "int32"))
+            rounded = _as_int64(tirx.floor(step + u))
+        return _saturate(old.astype("int64") - rounded, dtype)
+
+    def shifted(x, vo, vc, vy, vx, i, j):
+        return _x_shifted(x, g, x_zero, channel(vo, vc), i * s + vy - ph, j * s + vx - pw)
+
+    def update(w, vo, vc, vy, vx, total, factor, counter):
+        flat = ((vo * cin + vc) * kh + vy) * kw + vx
+        return new_value(w[vo, vc, vy, vx], total * factor[vo, 0, 0, 0] * rate, counter, flat)
+
+    factor_shape = (rows, 1, 1, 1)
+    # Two signatures (with / without the rounding counter); TVMScript cannot share the loops.
+    if rounding == "stochastic":
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(x: T.Buffer(g.x_shape, "int8"), g_acc: T.Buffer(g.y_shape, "float32"),
+                   w: T.Buffer(target_shape, target_dtype),
+                   factor: T.Buffer(factor_shape, "float32"), counter: T.Buffer((1,), "int32"),
+                   w_new: T.Buffer(target_shape, target_dtype)):
+            T.func_attr(attrs)
+            for o, c, ky, kx in T.grid(target_shape[0], cin, kh, kw):
+                with T.sblock("w_new"):
+                    vo, vc, vy, vx = T.axis.remap("SSSS", [o, c, ky, kx])
+                    acc = T.sblock_alloc_buffer((1,), "float32")
+                    if vo < rows:
+                        acc[0] = T.float32(0)
+                        for i, j in T.grid(ho, wo):
+                            acc[0] = acc[0] + g_acc[0, vo, i, j] * shifted(x, vo, vc, vy, vx, i,
+                                                                           j)
+                        w_new[vo, vc, vy, vx] = update(w, vo, vc, vy, vx, acc[0], factor, counter)
+                    else:
+                        w_new[vo, vc, vy, vx] = w[vo, vc, vy, vx]
+        return kernel
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(x: T.Buffer(g.x_shape, "int8"), g_acc: T.Buffer(g.y_shape, "float32"),
+               w: T.Buffer(target_shape, target_dtype),
+               factor: T.Buffer(factor_shape, "float32"),
+               w_new: T.Buffer(target_shape, target_dtype)):
+        T.func_attr(attrs)
+        for o, c, ky, kx in T.grid(target_shape[0], cin, kh, kw):
+            with T.sblock("w_new"):
+                vo, vc, vy, vx = T.axis.remap("SSSS", [o, c, ky, kx])
+                acc = T.sblock_alloc_buffer((1,), "float32")
+                if vo < rows:
+                    acc[0] = T.float32(0)
+                    for i, j in T.grid(ho, wo):
+                        acc[0] = acc[0] + g_acc[0, vo, i, j] * shifted(x, vo, vc, vy, vx, i, j)
+                    w_new[vo, vc, vy, vx] = update(w, vo, vc, vy, vx, acc[0], factor, None)
+                else:
+                    w_new[vo, vc, vy, vx] = w[vo, vc, vy, vx]
+    return kernel
