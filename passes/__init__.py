@@ -7,6 +7,7 @@ from .fold_batchnorm import FoldBatchNorm
 from .fuse_clip import FuseClip
 from .fuse_expand_depthwise import FuseExpandDepthwise
 from .fuse_gradient_update import FuseGradientUpdate
+from .pack_saved_masks import PackSavedMasks
 from .gradients import GRADIENT_RULES, gradient_rule, register_gradient
 from .normalize_head import NormalizeHead
 from .qas import QuantizationAwareScaling
@@ -14,4 +15,4 @@ from .reorder import ReorderForMemory
 from .sgd import AppendSGD
 
 __all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseExpandDepthwise", "FuseGradientUpdate", "FuseClip", "GRADIENT_RULES", "Normalize1DHead",
-           "NormalizeHead", "QuantizationAwareScaling", "ReorderForMemory", "gradient_rule", "register_gradient"]
+           "NormalizeHead", "PackSavedMasks", "QuantizationAwareScaling", "ReorderForMemory", "gradient_rule", "register_gradient"]

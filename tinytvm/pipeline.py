@@ -37,6 +37,8 @@ def training(trainable, lr: float, momentum: float, update=None, qas: bool = Tru
 
 def memory() -> list[tvm.transform.Pass]:
     return [
+        # int8: an output the backward only masks with is saved as 1 bit per element
+        passes.PackSavedMasks(),
         # int8: each weight element's gradient is applied as it is summed (no gradient tensor)
         passes.FuseGradientUpdate(),
         # int8: what the backward never reads is computed inference-style (no-op on fp32)

@@ -51,16 +51,74 @@ def _inside(value) -> tirx.PrimExpr:
     return tirx.all(value > tirx.const(INT8_MIN, "int8"), value < tirx.const(INT8_MAX, "int8"))
 
 
+def _packed_bytes(shape) -> int:
+    count = 1
+    for s in shape:
+        count *= int(s)
+    return (count + 7) // 8
+
+
+@functools.cache
+def pack_mask(shape: tuple[int, ...]) -> tirx.PrimFunc:
+    """``y int8 -> mask uint8 ((N + 7) / 8,)``: bit k of the flattened ``y`` is set where the
+    output did not saturate — all the backward of a layer whose weight is frozen needs of its
+    output, at one eighth of the bytes (passes/pack_saved_masks.py)."""
+    n = 1
+    for s_ in shape:
+        n *= int(s_)
+    y = te.placeholder(shape, "int8", "y")
+
+    def element(k):
+        idx, rest = [], k
+        for size in reversed(shape):
+            idx.append(tirx.floormod(rest, int(size)))
+            rest = tirx.floordiv(rest, int(size))
+        return y[tuple(reversed(idx))]
+
+    def byte(i):
+        total = tirx.const(0, "int32")
+        for bit in range(8):
+            k = i * 8 + bit
+            hit = tirx.all(k < n, _inside(element(tirx.min(k, n - 1))))
+            total = total + tirx.if_then_else(hit, tirx.const(1 << bit, "int32"), 0)
+        return total.astype("uint8")
+
+    mask = te.compute((_packed_bytes(shape),), byte, name="mask")
+    return _prim([y, mask], "pack_mask")
+
+
+def _saturation_test(shape, masked: bool):
+    """(placeholder, inside(idx)): the forward output ``y`` itself, or its packed mask."""
+    if not masked:
+        y = te.placeholder(shape, "int8", "y")
+        return y, lambda idx: _inside(y[idx])
+    mask = te.placeholder((_packed_bytes(shape),), "uint8", "mask")
+
+    def inside(idx):
+        flat = 0
+        for axis, size in zip(idx, shape):
+            flat = flat * int(size) + axis
+        bits = mask[tirx.shift_right(flat, 3)].astype("int32")
+        return tirx.bitwise_and(tirx.shift_right(bits, tirx.bitwise_and(flat, 7)), 1) != 0
+
+    return mask, inside
+
+
 @functools.cache
 def accumulator_grad(out_channels: int, out_hw: tuple[int, int], y_dtype: str,
-                     flat: bool, requant: str = "float32") -> tirx.PrimFunc:
+                     flat: bool, requant: str = "float32", masked: bool = False
+                     ) -> tirx.PrimFunc:
     """``(y, g_y, scale) -> g_acc`` (1, O, Ho, Wo) float32; ``flat``: y and g_y are (1, O).
 
     ``y_dtype`` float32 (dequantized logits) has no clamp, so no mask. ``requant="fixed"``:
-    ``(y, g_y, multiplier, shift) -> g_acc``, the scale being ``qops.real_scale``'s."""
+    ``(y, g_y, multiplier, shift) -> g_acc``, the scale being ``qops.real_scale``'s.
+    ``masked``: the first input is ``pack_mask(y)`` instead of ``y``."""
     ho, wo = out_hw
     y_shape = (1, out_channels) if flat else (1, out_channels, ho, wo)
-    y = te.placeholder(y_shape, y_dtype, "y")
+    if y_dtype == "float32":
+        y = te.placeholder(y_shape, y_dtype, "y")
+    else:
+        y, inside = _saturation_test(y_shape, masked)
     g = te.placeholder(y_shape, "float32", "g_y")
     if requant == "fixed":
         multiplier = te.placeholder((out_channels,), "int32", "multiplier")
@@ -83,10 +141,12 @@ def accumulator_grad(out_channels: int, out_hw: tuple[int, int], y_dtype: str,
         value = at(g, n, o, i, j) * scale_of(o)
         if y_dtype == "float32":
             return value
-        return tirx.if_then_else(_inside(at(y, n, o, i, j)), value, tirx.const(0.0, "float32"))
+        idx = (n, o) if flat else (n, o, i, j)
+        return tirx.if_then_else(inside(idx), value, tirx.const(0.0, "float32"))
 
     g_acc = te.compute((1, out_channels, ho, wo), body, name="g_acc")
-    return _prim([y, g, *scale_params, g_acc], "qconv2d_acc_grad")
+    op = "qconv2d_acc_grad_masked" if masked else "qconv2d_acc_grad"
+    return _prim([y, g, *scale_params, g_acc], op, flat=int(flat), requant=requant)
 
 
 def _x_shifted(x, g: ConvGeometry, x_zero: int, c, row, col):
@@ -159,12 +219,13 @@ def data_grad(g: ConvGeometry) -> tirx.PrimFunc:
 
 
 @functools.cache
-def add_grad(shape: tuple[int, ...], operand: int, requant: str = "float32") -> tirx.PrimFunc:
+def add_grad(shape: tuple[int, ...], operand: int, requant: str = "float32",
+             masked: bool = False) -> tirx.PrimFunc:
     """``(y int8, g_y, scales) -> d_operand`` float32: ``mask(y) · g_y · s_operand / s_out``
     for operand 0 (a, scale ``scales[0]``) or 1 (b, ``scales[1]``); see ``qops.qadd``.
     ``requant="fixed"``: ``scales`` is ``qadd_fixed``'s int32 qparams and the factor
     ``2**20 · M_operand · M_out`` (its left shift and two multipliers)."""
-    y = te.placeholder(shape, "int8", "y")
+    y, inside = _saturation_test(shape, masked)
     g = te.placeholder(shape, "float32", "g_y")
     fixed = requant == "fixed"
     scales = te.placeholder((6,) if fixed else (3,), "int32" if fixed else "float32", "scales")
@@ -175,10 +236,11 @@ def add_grad(shape: tuple[int, ...], operand: int, requant: str = "float32") -> 
             value = g[idx] * (m_in * _fixed_scale(scales[4], scales[5], extra=20))
         else:
             value = g[idx] * scales[operand] / scales[2]
-        return tirx.if_then_else(_inside(y[idx]), value, tirx.const(0.0, "float32"))
+        return tirx.if_then_else(inside(idx), value, tirx.const(0.0, "float32"))
 
     d = te.compute(shape, body, name="d_operand")
-    return _prim([y, g, scales, d], "qadd_grad")
+    op = "qadd_grad_masked" if masked else "qadd_grad"
+    return _prim([y, g, scales, d], op, operand=operand, requant=requant)
 
 
 @functools.cache
