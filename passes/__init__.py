@@ -8,11 +8,12 @@ from .fuse_clip import FuseClip
 from .fuse_expand_depthwise import FuseExpandDepthwise
 from .fuse_gradient_update import FuseGradientUpdate
 from .pack_saved_masks import PackSavedMasks
+from .inplace_depthwise import InplaceDepthwise
 from .gradients import GRADIENT_RULES, gradient_rule, register_gradient
 from .normalize_head import NormalizeHead
 from .qas import QuantizationAwareScaling
 from .reorder import ReorderForMemory
 from .sgd import AppendSGD
 
-__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseExpandDepthwise", "FuseGradientUpdate", "FuseClip", "GRADIENT_RULES", "Normalize1DHead",
+__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseExpandDepthwise", "FuseGradientUpdate", "FuseClip", "GRADIENT_RULES", "InplaceDepthwise", "Normalize1DHead",
            "NormalizeHead", "PackSavedMasks", "QuantizationAwareScaling", "ReorderForMemory", "gradient_rule", "register_gradient"]

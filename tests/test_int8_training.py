@@ -455,3 +455,47 @@ def test_saved_outputs_only_masked_are_packed_to_bits_with_identical_numbers():
     for name in pa:
         np.testing.assert_array_equal(pa[name], pb[name], err_msg=name)
     assert packed.memory.functions[0].lower_bound < plain.memory.functions[0].lower_bound
+
+
+def test_inplace_depthwise_kernels_are_bit_exact_and_share_storage():
+    """InplaceDepthwise: the paper's block-0 pattern (a conv, then a depthwise conv of it)
+    computes the same logits and training losses as the plain kernels, with the depthwise
+    output (and, in the backward, its stride-1 input gradient) written over its input."""
+    from tinytvm.pipeline import default_passes
+
+    model = new_head_model(8)
+    mod = paper_to_relax(model, logits="float32")
+    x = np.random.default_rng(15).integers(-128, 128, (3, 1, 3, 16, 16)).astype(np.int8)
+    # (without the expansion fusion, which would absorb these depthwise convs)
+    unfused = [p for p in default_passes(None) if p.info.name != "FuseExpandDepthwise"]
+    infer = tinytvm.build(mod, target="host", inference_only=True, passes=unfused)
+    infer_plain = tinytvm.build(mod, target="host", inference_only=True,
+                                passes=[p for p in unfused if p.info.name != "InplaceDepthwise"])
+    for xi in x:
+        np.testing.assert_array_equal(infer.host_session().infer(xi),
+                                      infer_plain.host_session().infer(xi))
+    program = infer.programs["infer"]
+    inplace = [c for c in program.calls if "inplace" in c.kernel]
+    assert inplace and any(c.output.alias_of is not None for c in inplace)
+    assert "restrict" not in _kernel_source(infer, inplace[0].kernel)
+    assert infer.memory.functions[0].peak <= infer_plain.memory.functions[0].peak
+
+    config = tinytvm.TrainConfig(lr=0.05, trainable=["blocks.0.pointwise1.bias", "head.weight"])
+    passes = default_passes(config)
+    step = tinytvm.build(mod, target="host", train=config)
+    step_plain = tinytvm.build(mod, target="host", train=config,
+                               passes=[p for p in passes if p.info.name != "InplaceDepthwise"])
+    kernels = [c.kernel for c in step.programs["train_step"].calls]
+    assert any("data_grad_inplace" in k for k in kernels)
+    a, b = step.host_session(), step_plain.host_session()
+    for i, xi in enumerate(x):
+        assert a.train_step(xi, i) == b.train_step(xi, i)
+    pa, pb = a.params(), b.params()
+    for name in pa:
+        np.testing.assert_array_equal(pa[name], pb[name], err_msg=name)
+
+
+def _kernel_source(art, kernel: str) -> str:
+    source = art.sources["model.c"]
+    start = source.index(f"tt_k_{kernel}(")
+    return source[start:source.index("\n}", start)]

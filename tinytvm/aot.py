@@ -199,18 +199,22 @@ def _check_loss_before_updates(program: Program) -> None:
                         f"before the loss is known (call {at})")
 
 
-def build_program(func, weights, constants, kind, elementwise: set[str] | None = None) -> Program:
+def build_program(func, weights, constants, kind, elementwise: set[str] | None = None,
+                  inplace: dict[str, int] | None = None) -> Program:
     """`elementwise`: kernels whose output element i reads element i of every same-shaped input
-    (TVM's op patterns kElemWise/kBroadcast); their output may take over a dying input's storage."""
+    (TVM's op patterns kElemWise/kBroadcast); their output may take over a dying input's storage.
+    `inplace`: kernels that may write their output over input number k (no larger than it),
+    e.g. the in-place depthwise (tinytvm/quant/inplace.py)."""
     program = _Builder(func, weights, constants, kind).build()
-    if elementwise:
-        _reuse_dying_inputs(program, elementwise)
+    if elementwise or inplace:
+        _reuse_dying_inputs(program, elementwise or set(), inplace or {})
     return program
 
 
-def _reuse_dying_inputs(program: Program, elementwise: set[str]) -> None:
+def _reuse_dying_inputs(program: Program, elementwise: set[str], inplace: dict[str, int]) -> None:
     """In-place element-wise ops: relu, clip, bias add, ... write over an input that no later
-    call reads, so an activation and its pre-activation never need two buffers."""
+    call reads, so an activation and its pre-activation never need two buffers; in-place
+    kernels likewise over their one designated input."""
     last_read: dict[int, int] = {}
     for i, call in enumerate(program.calls):
         for t in call.inputs:
@@ -218,8 +222,14 @@ def _reuse_dying_inputs(program: Program, elementwise: set[str]) -> None:
     results = {id(t) for t in program.outputs} | {id(new) for new, _ in program.updates}
     for i, call in enumerate(program.calls):
         out = call.output
-        if (call.kernel not in elementwise or out.alias_of is not None or id(out) in results
-                or out.storage != "arena"):
+        if ((call.kernel not in elementwise and call.kernel not in inplace)
+                or out.alias_of is not None or id(out) in results or out.storage != "arena"):
+            continue
+        if call.kernel in inplace:
+            t = call.inputs[inplace[call.kernel]]
+            if (t.home.storage == "arena" and last_read.get(id(t)) == i and t.dtype == out.dtype
+                    and out.nbytes <= t.home.nbytes and id(t) not in results):
+                out.alias_of = t.home
             continue
         for t in call.inputs:
             home = t.home

@@ -191,15 +191,19 @@ def _programs(lowered: tvm.IRModule, inference_only: bool):
     """Weights, graph constants and the AOT programs of the lowered functions."""
     constants: list[aot.Tensor] = []
     elementwise = lower.elementwise_kernels(lowered)
+    inplace = lower.inplace_kernels(lowered)
     if inference_only:
         weights = aot.weight_tensors(lowered["main"], set())
         return weights, constants, {
-            "infer": aot.build_program(lowered["main"], weights, constants, "infer", elementwise)}
+            "infer": aot.build_program(lowered["main"], weights, constants, "infer", elementwise,
+                                   inplace)}
     train_func = lowered["train_step"]
     weights = aot.weight_tensors(train_func, {str(n) for n in train_func.attrs["updates"]})
     return weights, constants, {
-        "train_step": aot.build_program(train_func, weights, constants, "train", elementwise),
-        "infer": aot.build_program(lowered["main"], weights, constants, "infer", elementwise),
+        "train_step": aot.build_program(train_func, weights, constants, "train", elementwise,
+                                        inplace),
+        "infer": aot.build_program(lowered["main"], weights, constants, "infer", elementwise,
+                                   inplace),
     }
 
 

@@ -37,6 +37,19 @@ def elementwise_kernels(mod: tvm.IRModule) -> set[str]:
             and "op_pattern" in f.attrs and int(f.attrs["op_pattern"]) <= 1}
 
 
+INPLACE_ATTR = "tt.inplace_input"  # tinytvm/quant/inplace.py
+
+
+def inplace_kernels(mod: tvm.IRModule) -> dict[str, int]:
+    """Kernels whose output may overwrite one input (its index): the in-place depthwise."""
+    return {gv.name_hint: int(f.attrs[INPLACE_ATTR]) for gv, f in mod.functions.items()
+            if isinstance(f, tirx.PrimFunc) and f.attrs is not None and INPLACE_ATTR in f.attrs}
+
+
+def _in_place(func: tirx.PrimFunc) -> bool:
+    return func.attrs is not None and INPLACE_ATTR in func.attrs
+
+
 def _unlegalized_ops(func):
     found = []
 
@@ -84,7 +97,8 @@ def _to_unpacked(func: tirx.PrimFunc, name: str) -> tirx.PrimFunc:
             params.append(p)
     body = tirx.SeqStmt(decls + [func.body])
     out = tirx.PrimFunc(params, body, ret_type=func.ret_type, attrs=func.attrs)
-    return (out.with_attr("tirx.noalias", True).with_attr("global_symbol", name)
+    # an in-place kernel's output and input may be one array: no `restrict` on its pointers
+    return (out.with_attr("tirx.noalias", not _in_place(func)).with_attr("global_symbol", name)
             .with_attr("calling_conv", 0))
 
 
@@ -118,7 +132,9 @@ def kernels_to_c(mod: tvm.IRModule) -> str:
     """C source of every PrimFunc in `mod`, as `TVM_DLL void tt_k_<name>(T *a, ...)`."""
     prims = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     # One small module per kernel: a schedule over the whole module costs O(kernels) to create.
-    inlined = {n: inline_temporaries(tvm.IRModule({n: prims[n]}), n)[n] for n in sorted(prims)}
+    # (an in-place kernel's scratch plane is what makes it in-place: never inlined away)
+    inlined = {n: prims[n] if _in_place(prims[n]) else
+               inline_temporaries(tvm.IRModule({n: prims[n]}), n)[n] for n in sorted(prims)}
     unpacked = tvm.IRModule({kernel_symbol(n): _to_unpacked(inlined[n], kernel_symbol(n))
                              for n in sorted(prims)})
     target = Target("c")

@@ -43,6 +43,8 @@ def memory() -> list[tvm.transform.Pass]:
         passes.FuseGradientUpdate(),
         # int8: what the backward never reads is computed inference-style (no-op on fp32)
         passes.FuseExpandDepthwise(),
+        # int8: a depthwise conv whose input dies there overwrites it (and its input gradient)
+        passes.InplaceDepthwise(),
     ]
 
 

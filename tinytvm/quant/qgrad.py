@@ -87,6 +87,14 @@ def pack_mask(shape: tuple[int, ...]) -> tirx.PrimFunc:
     return _prim([y, mask], "pack_mask")
 
 
+def _elementwise_in(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """Mark a masked kernel element-wise in its gradient input (TVM's op pattern kBroadcast,
+    which the bit-extracting mask index hides from AnnotateTIROpPattern): its output may be
+    written over ``g_y`` when ``g_y`` dies there (tinytvm.aot reuses only a same-shaped,
+    same-dtype input, and ``g_y`` is the only one)."""
+    return func.with_attr("op_pattern", 1)
+
+
 def _saturation_test(shape, masked: bool):
     """(placeholder, inside(idx)): the forward output ``y`` itself, or its packed mask."""
     if not masked:
@@ -146,7 +154,8 @@ def accumulator_grad(out_channels: int, out_hw: tuple[int, int], y_dtype: str,
 
     g_acc = te.compute((1, out_channels, ho, wo), body, name="g_acc")
     op = "qconv2d_acc_grad_masked" if masked else "qconv2d_acc_grad"
-    return _prim([y, g, *scale_params, g_acc], op, flat=int(flat), requant=requant)
+    func = _prim([y, g, *scale_params, g_acc], op, flat=int(flat), requant=requant)
+    return _elementwise_in(func) if masked else func
 
 
 def _x_shifted(x, g: ConvGeometry, x_zero: int, c, row, col):
@@ -240,7 +249,8 @@ def add_grad(shape: tuple[int, ...], operand: int, requant: str = "float32",
 
     d = te.compute(shape, body, name="d_operand")
     op = "qadd_grad_masked" if masked else "qadd_grad"
-    return _prim([y, g, scales, d], op, operand=operand, requant=requant)
+    func = _prim([y, g, scales, d], op, operand=operand, requant=requant)
+    return _elementwise_in(func) if masked else func
 
 
 @functools.cache
