@@ -375,9 +375,10 @@ def test_frozen_blocks_are_fused_in_the_training_step_with_identical_numbers():
     mod = paper_to_relax(model, logits="float32")
     config = tinytvm.TrainConfig(lr=0.05, trainable=TRAINABLE)  # block 1 onwards
     passes = default_passes(config)
-    assert pass_names(passes)[-1] == "FuseExpandDepthwise"
+    assert "FuseExpandDepthwise" in pass_names(passes)
     fused = tinytvm.build(mod, target="host", train=config)
-    plain = tinytvm.build(mod, target="host", train=config, passes=passes[:-1])
+    plain = tinytvm.build(mod, target="host", train=config,
+                          passes=[p for p in passes if p.info.name != "FuseExpandDepthwise"])
     def fused_calls(function):
         from tinytvm.quant import tt_op
 
