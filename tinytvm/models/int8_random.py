@@ -50,9 +50,50 @@ def _run(conv: QConv, x):
     return requantize(conv, conv_accumulate(conv, x))
 
 
+def random_int8_model(name: str, first: tuple[int, int, int], blocks, num_classes: int = 10,
+                      hw: int = 128, seed: int = 0) -> PaperModel:
+    """An int8 model in the paper's format with random, calibrated weights.
+
+    first: (out channels, kernel, stride) of the first conv; blocks: (expand channels or None,
+    out channels, depthwise kernel, stride, residual) per MobileNetV2 block."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (1, 3, hw, hw)).astype(np.int8)
+    out, k, stride = first
+    first_conv = _conv(rng, "first_conv", x, (2 / 255, 0), out, k, stride, 1, True)
+    x, quant = _run(first_conv, x), (first_conv.y_scale, first_conv.y_zero)
+    block_list = []
+    for b, (expand, out, k, stride, has_residual) in enumerate(blocks):
+        name_b = f"blocks.{b}"
+        block_in, in_quant = x, quant
+        pw1 = None
+        if expand is not None:
+            pw1 = _conv(rng, f"{name_b}.pointwise1", x, quant, expand, 1, 1, 1, True)
+            x, quant = _run(pw1, x), (pw1.y_scale, pw1.y_zero)
+        channels = x.shape[1]
+        dw = _conv(rng, f"{name_b}.depthwise", x, quant, channels, k, stride, channels, True)
+        x = _run(dw, x)
+        project = _conv(rng, f"{name_b}.pointwise2", x, (dw.y_scale, dw.y_zero), out, 1, 1, 1,
+                        False)
+        x = _run(project, x)
+        quant = (project.y_scale, project.y_zero)
+        residual = None
+        if has_residual:
+            out_scale = float(max(project.y_scale, in_quant[0]) * 1.5)
+            residual = QResidual(f"{name_b}.residual", in_quant[0], in_quant[1], out_scale, 0)
+            x = residual_add(residual, project, x, block_in)
+            quant = (out_scale, 0)
+        block_list.append(QBlock(name_b, pw1, dw, project, residual))
+    pooled = np.round(x.astype(np.float64).mean(axis=(2, 3), keepdims=True)).astype(np.int8)
+    classifier = _conv(rng, "classifier", pooled, quant, num_classes, 1, 1, 1, False)
+    model = PaperModel(name, first_conv, tuple(block_list), None, classifier, (3, hw, hw))
+    _check_model(model)
+    return model
+
+
 def tiny_int8_model(seed: int = 0, hw: int = 16, width: int = 8, blocks: int = 2,
                     num_classes: int = 10) -> PaperModel:
-    """A small MobileNetV2-like int8 model for (1, 3, hw, hw) inputs."""
+    """A small MobileNetV2-like int8 model for (1, 3, hw, hw) inputs (with a 1x1 feature mix
+    before the pool, which the paper's models do not have)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (1, 3, hw, hw)).astype(np.int8)
     quant = (2 / 255, 0)
