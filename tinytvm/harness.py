@@ -35,7 +35,8 @@ class Dataset:
         x = np.asarray(x)
         if x.dtype != np.int8:
             raise ValueError(f"Dataset.int8 takes int8 model inputs, got {x.dtype}")
-        return cls(x.reshape(len(x), -1), np.asarray(y, np.int32), None, None)
+        return cls(x.reshape(len(x), int(np.prod(x.shape[1:]))), np.asarray(y, np.int32), None,
+                   None)
 
     @classmethod
     def quantize(cls, x, y, lo=None, hi=None) -> "Dataset":
