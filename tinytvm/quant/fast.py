@@ -127,6 +127,8 @@ def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     """The fast PrimFunc computing what the ``qops`` conv or ``qgrad`` kernel ``func``
     computes, or None."""
     op = tt_op(func)
+    if "tt.inplace_input" in func.attrs:
+        return None  # an in-place kernel (tinytvm/quant/inplace.py) keeps its memory saving
     if op in _GRADIENTS and "tt.fast" not in func.attrs:
         return _GRADIENTS[op](func)
     if op not in ("qconv2d", "qclassifier") or "tt.fast" in func.attrs:
