@@ -11,10 +11,14 @@ from .lower import legalize
 _BYTES = {"float32": 4, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1}
 
 
-def relax_static_plan_bytes(graph_mod: tvm.IRModule, func: str = "train_step") -> int:
+def relax_static_plan_bytes(graph_mod: tvm.IRModule, func: str = "train_step",
+                            legalized: bool = False) -> int:
     """Bytes TVM Relax's own `StaticPlanBlockMemory` reserves for `func` (planned storages plus
-    the function outputs it leaves unplanned), on the same legalized kernels tinytvm emits."""
-    mod = legalize(graph_mod)
+    the function outputs it leaves unplanned), on the same legalized kernels tinytvm emits
+    (`legalized`: `graph_mod` already is the legalized module)."""
+    mod = graph_mod if legalized else legalize(graph_mod)
+    mod = tvm.IRModule({gv: f for gv, f in mod.functions.items()
+                        if not isinstance(f, relax.Function) or gv.name_hint == func})
     for stage in (relax.transform.ToNonDataflow(), relax.transform.RemovePurityChecking(),
                   relax.transform.CallTIRRewrite(), relax.transform.StaticPlanBlockMemory()):
         mod = stage(mod)

@@ -133,6 +133,7 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     kernels_c = lower.kernels_to_c(lowered)
     weights, constants, programs = _programs(lowered, inference_only)
     functions, offsets = _plan(programs, planner)
+    _relax_baselines(functions, lowered)
     report = MemoryReport(
         target=target, functions=functions,
         trainable_bytes=sum(t.nbytes for t in weights.values() if t.trainable),
@@ -205,6 +206,18 @@ def _programs(lowered: tvm.IRModule, inference_only: bool):
         "infer": aot.build_program(lowered["main"], weights, constants, "infer", elementwise,
                                    inplace),
     }
+
+
+def _relax_baselines(functions, lowered: tvm.IRModule) -> None:
+    """What TVM Relax's own StaticPlanBlockMemory reserves for each function, for the report."""
+    from .baselines import relax_static_plan_bytes
+
+    for f in functions:
+        try:
+            f.relax_bytes = relax_static_plan_bytes(
+                lowered, "main" if f.name == "infer" else f.name, legalized=True)
+        except Exception:  # noqa: BLE001 — a comparison figure only; never fails a build
+            f.relax_bytes = None
 
 
 def _state_bytes(lowered: tvm.IRModule, weights: dict, inference_only: bool) -> int:

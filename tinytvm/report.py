@@ -16,6 +16,7 @@ class FunctionMemory:
     name: str
     problem: Problem
     solution: Solution
+    relax_bytes: int | None = None  # TVM Relax's StaticPlanBlockMemory on the same kernels
 
     @property
     def peak(self) -> int:
@@ -72,8 +73,10 @@ class MemoryReport:
         lines = [f"memory report ({self.target})"]
         for f in self.functions:
             ratio = f.peak / f.lower_bound if f.lower_bound else 1.0
+            relax_plan = f"   Relax StaticPlan {f.relax_bytes:>9} B" if f.relax_bytes else ""
             lines.append(f"  {f.name:<12} arena peak {f.peak:>9} B   lower bound {f.lower_bound:>9} B"
-                         f"   ({ratio:.3f}x)   no reuse {f.naive:>9} B   tensors {len(f.problem.buffers)}")
+                         f"   ({ratio:.3f}x)   no reuse {f.naive:>9} B{relax_plan}"
+                         f"   tensors {len(f.problem.buffers)}")
         lines.append(f"  arena (shared)          {self.arena_bytes:>9} B")
         lines.append(f"  trainable state (SRAM)  {self.trainable_bytes:>9} B")
         if self.state_bytes:
@@ -109,7 +112,7 @@ class MemoryReport:
                 "name": f.name, "peak": f.solution.peak,
                 "buffers": [[b.name, b.size, b.start, b.end, b.alignment]
                             for b in f.problem.buffers],
-                "offsets": dict(f.solution.offsets),
+                "offsets": dict(f.solution.offsets), "relax_bytes": f.relax_bytes,
             } for f in self.functions],
             "trainable_bytes": self.trainable_bytes, "frozen_bytes": self.frozen_bytes,
             "constant_bytes": self.constant_bytes, "stack_bytes": self.stack_bytes,
@@ -120,7 +123,8 @@ class MemoryReport:
     @classmethod
     def from_dict(cls, data: dict) -> MemoryReport:
         functions = [FunctionMemory(f["name"], Problem(tuple(Buffer(*b) for b in f["buffers"])),
-                                    Solution(dict(f["offsets"]), f["peak"]))
+                                    Solution(dict(f["offsets"]), f["peak"]),
+                                    f.get("relax_bytes"))
                      for f in data["functions"]]
         return cls(target=data["target"], functions=functions,
                    trainable_bytes=data["trainable_bytes"], frozen_bytes=data["frozen_bytes"],
