@@ -45,7 +45,7 @@ def schemes():
     # int8 (QAS, stochastic rounding): the random tiny model, the paper's three models
     yield "tiny int8 16x16", int8_graph(tiny_int8_model(0)), "full", None
     for name in PAPER_MODELS:
-        yield (f"{name} int8 128", int8_graph(paper_model(name)), "paper sparse scheme",
+        yield (f"{name} int8 128", int8_graph(paper_model(name, pretrained=None)), "paper sparse scheme",
                paper_scheme(name))
 
 

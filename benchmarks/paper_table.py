@@ -56,7 +56,7 @@ MEMORY_PASSES = ("PackSavedMasks", "FuseGradientUpdate", "FuseExpandDepthwise",
 
 
 def int8_model(name: str, seed: int = 0):
-    model = paper_model(name)
+    model = paper_model(name, pretrained=None)
     rng = np.random.default_rng(seed)
     head = rng.normal(0, 1 / np.sqrt(model.classifier.in_channels),
                       (10, model.classifier.in_channels))

@@ -33,3 +33,28 @@ def test_paper_schemes_resolve_on_the_int8_graph(name):
     trainable, channels = paper_scheme(name).resolve(layers)
     assert layers[-1].weight in trainable and channels
     assert paper_scheme(name, "full").resolve(layers)[0].__len__() == 2 * len(layers)
+
+
+def test_mbv2_sparse_fits_256kb_full_update_fails_with_the_size():
+    """The paper's MbV2-w0.35 at 128x128 (random weights): the sparse scheme builds under a
+    256 KB SRAM budget for stm32f746 (its C compiled for the core; benchmarks/paper_table.py
+    links all three); the full update fails naming the size it needs."""
+    import numpy as np
+
+    import tinytvm
+    from tinytvm.errors import BudgetError
+    from tinytvm.quant.paper_import import with_new_head
+
+    model = paper_model("mbv2-w0.35", pretrained=False)
+    head = np.random.default_rng(0).normal(0, 0.1, (10, model.classifier.in_channels))
+    mod = paper_to_relax(with_new_head(model, head, np.zeros(10)), logits="float32")
+
+    def config(kind):
+        return tinytvm.TrainConfig(lr=0.01, update=paper_scheme("mbv2-w0.35", kind),
+                                   int8_update="stochastic")
+
+    art = tinytvm.build(mod, target="stm32f746", train=config("sparse"), sram_budget="256KB")
+    assert art.memory.sram_bytes <= 256 * 1024
+    with pytest.raises(BudgetError, match=r"SRAM: needs \d+ B .* > budget 262144 B"):
+        tinytvm.build(mod, target="stm32f746", train=config("full"), sram_budget="256KB",
+                      verify=False)

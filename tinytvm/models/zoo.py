@@ -69,11 +69,11 @@ def paper_scheme(name: str, kind: str = "sparse") -> UpdateScheme:
     return UpdateScheme(bias_last, tuple((i, r) for i, r in zip(layers, ratios) if r > 0))
 
 
-def paper_model(name: str, pretrained: bool | None = None, num_classes: int = 1000,
+def paper_model(name: str, pretrained: bool | None = False, num_classes: int = 1000,
                 seed: int = 0) -> PaperModel:
-    """The architecture `name` (one of PAPER_MODELS). pretrained: True = the ImageNet weights
-    from shared/ (an error if absent), False = random calibrated weights, None = pretrained
-    when available."""
+    """The architecture `name` (one of PAPER_MODELS). pretrained: False (default) = random
+    calibrated weights, True = the ImageNet weights from shared/ (an error if absent), None =
+    pretrained when available (what the benchmarks use)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown paper model {name!r}; known: {', '.join(PAPER_MODELS)}")
     if pretrained or (pretrained is None and paper_models_available()):
