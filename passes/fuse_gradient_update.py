@@ -16,7 +16,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, const_array, op_name, shape_of
+from tinytvm.ir import FunctionView, const_array, op_name, rewrite_function, shape_of
 from tinytvm.quant.qops import ConvGeometry, tt_op
 from tinytvm.quant.qupdate import weight_grad_update
 
@@ -125,10 +125,4 @@ class FuseGradientUpdate:
     """int8 weights: weight gradient, QAS, lr and update in one element-wise-in-place kernel."""
 
     def transform_module(self, mod, ctx):
-        if "train_step" not in [gv.name_hint for gv in mod.functions]:
-            return mod
-        bb = relax.BlockBuilder(mod)
-        step = fuse_gradient_updates(mod, bb)
-        mod = bb.get()
-        mod["train_step"] = step
-        return mod
+        return rewrite_function(mod, "train_step", fuse_gradient_updates)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, op_name, shape_of
+from tinytvm.ir import FunctionView, op_name, rewrite_function, shape_of
 from tinytvm.quant import qgrad
 from tinytvm.quant.qops import tt_op
 
@@ -98,10 +98,4 @@ class PackSavedMasks:
     """Saved int8 outputs the backward only masks with become 1-bit masks."""
 
     def transform_module(self, mod, ctx):
-        if "train_step" not in [gv.name_hint for gv in mod.functions]:
-            return mod
-        bb = relax.BlockBuilder(mod)
-        step = pack_saved_masks(mod, bb)
-        mod = bb.get()
-        mod["train_step"] = step
-        return mod
+        return rewrite_function(mod, "train_step", pack_saved_masks)

@@ -103,6 +103,18 @@ def op_name(value: relax.Expr) -> str | None:
     return None
 
 
+def rewrite_function(mod: tvm.IRModule, name: str, rewrite) -> tvm.IRModule:
+    """`mod` with function `name` replaced by `rewrite(mod, bb)`, where `bb` is a BlockBuilder
+    over `mod` that receives any kernels the rewrite adds; `mod` unchanged if it has no `name`."""
+    if name not in [gv.name_hint for gv in mod.functions]:
+        return mod
+    bb = relax.BlockBuilder(mod)
+    func = rewrite(mod, bb)
+    out = bb.get()
+    out[name] = func
+    return out
+
+
 def drop_unused_weights(func: relax.Function) -> relax.Function:
     """Remove weight parameters nothing reads any more (and their values)."""
     view = FunctionView.of(func)

@@ -51,11 +51,12 @@ def _run(conv: QConv, x):
 
 
 def random_int8_model(name: str, first: tuple[int, int, int], blocks, num_classes: int = 10,
-                      hw: int = 128, seed: int = 0) -> PaperModel:
+                      hw: int = 128, seed: int = 0, feature_mix: int | None = None) -> PaperModel:
     """An int8 model in the paper's format with random, calibrated weights.
 
     first: (out channels, kernel, stride) of the first conv; blocks: (expand channels or None,
-    out channels, depthwise kernel, stride, residual) per MobileNetV2 block."""
+    out channels, depthwise kernel, stride, residual) per MobileNetV2 block; feature_mix: the
+    channels of a 1x1 conv before the pool (the paper's models have none)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (1, 3, hw, hw)).astype(np.int8)
     out, k, stride = first
@@ -83,48 +84,21 @@ def random_int8_model(name: str, first: tuple[int, int, int], blocks, num_classe
             x = residual_add(residual, project, x, block_in)
             quant = (out_scale, 0)
         block_list.append(QBlock(name_b, pw1, dw, project, residual))
+    mix = None
+    if feature_mix is not None:
+        mix = _conv(rng, "feature_mix", x, quant, feature_mix, 1, 1, 1, True)
+        x, quant = _run(mix, x), (mix.y_scale, mix.y_zero)
     pooled = np.round(x.astype(np.float64).mean(axis=(2, 3), keepdims=True)).astype(np.int8)
     classifier = _conv(rng, "classifier", pooled, quant, num_classes, 1, 1, 1, False)
-    model = PaperModel(name, first_conv, tuple(block_list), None, classifier, (3, hw, hw))
+    model = PaperModel(name, first_conv, tuple(block_list), mix, classifier, (3, hw, hw))
     _check_model(model)
     return model
 
 
 def tiny_int8_model(seed: int = 0, hw: int = 16, width: int = 8, blocks: int = 2,
                     num_classes: int = 10) -> PaperModel:
-    """A small MobileNetV2-like int8 model for (1, 3, hw, hw) inputs (with a 1x1 feature mix
-    before the pool, which the paper's models do not have)."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, (1, 3, hw, hw)).astype(np.int8)
-    quant = (2 / 255, 0)
-    first = _conv(rng, "first_conv", x, quant, width, 3, 2, 1, True)
-    x, quant = _run(first, x), (first.y_scale, first.y_zero)
-    block_list = []
-    for b in range(blocks):
-        name = f"blocks.{b}"
-        block_in, in_quant = x, quant
-        expand = _conv(rng, f"{name}.pointwise1", x, quant, width * 3, 1, 1, 1, True)
-        x = _run(expand, x)
-        dw = _conv(rng, f"{name}.depthwise", x, (expand.y_scale, expand.y_zero), width * 3, 3,
-                   1, width * 3, True)
-        x = _run(dw, x)
-        project = _conv(rng, f"{name}.pointwise2", x, (dw.y_scale, dw.y_zero), width, 1, 1, 1,
-                        False)
-        x = _run(project, x)
-        quant = (project.y_scale, project.y_zero)
-        residual = None
-        if b > 0:  # shapes match after the first block
-            out_scale = float(max(project.y_scale, in_quant[0]) * 1.5)
-            residual = QResidual(f"{name}.residual", in_quant[0], in_quant[1], out_scale, 0)
-            x = residual_add(residual, project, x, block_in)
-            quant = (out_scale, 0)
-        block_list.append(QBlock(name, expand, dw, project, residual))
-    mix = _conv(rng, "feature_mix", x, quant, width * 4, 1, 1, 1, True)
-    x = _run(mix, x)
-    pooled = np.zeros((1, width * 4, 1, 1), np.int8) + x.mean(axis=(2, 3), keepdims=True).astype(
-        np.int8)
-    classifier = _conv(rng, "classifier", pooled, (mix.y_scale, mix.y_zero), num_classes, 1, 1,
-                       1, False)
-    model = PaperModel("tiny-int8", first, tuple(block_list), mix, classifier, (3, hw, hw))
-    _check_model(model)
-    return model
+    """A small MobileNetV2-like int8 model for (1, 3, hw, hw) inputs: a stride-2 first conv,
+    `blocks` expand-3x blocks at stride 1 (residual after the first) and a 1x1 feature mix."""
+    spec = [(width * 3, width, 3, 1, b > 0) for b in range(blocks)]
+    return random_int8_model("tiny-int8", (width, 3, 2), spec, num_classes, hw, seed,
+                             feature_mix=width * 4)
