@@ -9,11 +9,12 @@ from .fuse_expand_depthwise import FuseExpandDepthwise
 from .fuse_gradient_update import FuseGradientUpdate
 from .pack_saved_masks import PackSavedMasks
 from .inplace_depthwise import InplaceDepthwise
+from .frozen_prefix_fp32 import FrozenPrefixFp32
 from .gradients import GRADIENT_RULES, gradient_rule, register_gradient
 from .normalize_head import NormalizeHead
 from .qas import QuantizationAwareScaling
 from .reorder import ReorderForMemory
 from .sgd import AppendSGD
 
-__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FuseExpandDepthwise", "FuseGradientUpdate", "FuseClip", "GRADIENT_RULES", "InplaceDepthwise", "Normalize1DHead",
+__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FrozenPrefixFp32", "FuseExpandDepthwise", "FuseGradientUpdate", "FuseClip", "GRADIENT_RULES", "InplaceDepthwise", "Normalize1DHead",
            "NormalizeHead", "PackSavedMasks", "QuantizationAwareScaling", "ReorderForMemory", "gradient_rule", "register_gradient"]

@@ -45,6 +45,8 @@ def memory() -> list[tvm.transform.Pass]:
         passes.FuseExpandDepthwise(),
         # int8: a depthwise conv whose input dies there overwrites it (and its input gradient)
         passes.InplaceDepthwise(),
+        # fp32: the same two tricks for float graphs' frozen layers
+        passes.FrozenPrefixFp32(),
     ]
 
 
