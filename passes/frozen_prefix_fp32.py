@@ -17,7 +17,7 @@ import tvm
 from tvm import relax
 
 from tinytvm.fp32_frozen import depthwise_inplace_fp32, expand_depthwise_fp32
-from tinytvm.ir import FunctionView, op_name, shape_of
+from tinytvm.ir import FunctionView, op_name, rewrite_functions, shape_of
 from tinytvm.quant.qops import ConvGeometry
 
 
@@ -54,14 +54,12 @@ def _layer(out, defs, uses, weights) -> _Layer | None:
             and uses.get(bias_term) == 1 and str(out.ty.dtype) == "float32"):
         return None
     a = conv.attrs
-    if any(int(d) != 1 for d in a.dilation) or len(set(int(p) for p in a.padding)) > 2:
-        return None
-    pad = (int(a.padding[0]), int(a.padding[1]))
+    top, left, bottom, right = (int(p) for p in a.padding)
     strides = {int(st) for st in a.strides}
-    if len(strides) != 1 or (int(a.padding[0]), int(a.padding[1])) != (int(a.padding[2]),
-                                                                        int(a.padding[3])):
-        return None
-    g = ConvGeometry.of(shape_of(conv.args[0]), shape_of(weight), strides.pop(), pad,
+    if any(int(d) != 1 for d in a.dilation) or len(strides) != 1 or (top, left) != (bottom,
+                                                                                   right):
+        return None  # symmetric padding, one stride, no dilation: what the kernels implement
+    g = ConvGeometry.of(shape_of(conv.args[0]), shape_of(weight), strides.pop(), (top, left),
                         int(a.groups))
     return _Layer(out, conv.args[0], weight, bias, g, clip, internal + [conv_var, bias_term])
 
@@ -108,10 +106,4 @@ class FrozenPrefixFp32:
     """fp32: expansion + depthwise fused, other depthwise layers in place, where only they read."""
 
     def transform_module(self, mod, ctx):
-        names = [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
-        bb = relax.BlockBuilder(mod)
-        new = {name: rewrite(mod, name, bb) for name in names}
-        mod = bb.get()
-        for name, func in new.items():
-            mod[name] = func
-        return mod
+        return rewrite_functions(mod, rewrite)

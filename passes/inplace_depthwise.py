@@ -15,7 +15,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, op_name, shape_of
+from tinytvm.ir import FunctionView, op_name, rewrite_functions, shape_of
 from tinytvm.quant.inplace import depthwise_data_grad_inplace, is_depthwise, qdepthwise_inplace
 from tinytvm.quant.qops import ConvGeometry, tt_op
 
@@ -68,10 +68,4 @@ class InplaceDepthwise:
     """Depthwise convs and their stride-1 data gradients become channel-by-channel kernels."""
 
     def transform_module(self, mod, ctx):
-        names = [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
-        bb = relax.BlockBuilder(mod)
-        new = {name: inplace_depthwise(mod, name, bb) for name in names}
-        mod = bb.get()
-        for name, func in new.items():
-            mod[name] = func
-        return mod
+        return rewrite_functions(mod, inplace_depthwise)

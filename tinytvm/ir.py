@@ -115,6 +115,18 @@ def rewrite_function(mod: tvm.IRModule, name: str, rewrite) -> tvm.IRModule:
     return out
 
 
+def rewrite_functions(mod: tvm.IRModule, rewrite) -> tvm.IRModule:
+    """`mod` with every Relax function `name` replaced by `rewrite(mod, name, bb)` (one
+    BlockBuilder over `mod` collects the kernels all the rewrites add)."""
+    names = [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
+    bb = relax.BlockBuilder(mod)
+    new = {name: rewrite(mod, name, bb) for name in names}
+    out = bb.get()
+    for name, func in new.items():
+        out[name] = func
+    return out
+
+
 def drop_unused_weights(func: relax.Function) -> relax.Function:
     """Remove weight parameters nothing reads any more (and their values)."""
     view = FunctionView.of(func)
