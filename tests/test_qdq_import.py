@@ -211,3 +211,20 @@ def test_onnxruntime_quantize_static_matches():
     print(f"onnxruntime agreement: {agree / total:.4f} of {total} logits; "
           f"int8 accuracy {correct / 100:.2f}")
     assert agree / total >= 0.99
+
+
+@pytest.mark.parametrize("qlinear", [False, True])
+def test_build_takes_a_quantized_onnx_model_and_trains_it(qlinear):
+    """tinytvm.build(quantized.onnx) imports it as a real int8 graph (float32 logits) and its
+    training step (QAS, int8 updates) runs and lowers the loss on a repeated sample."""
+    from tinytvm.quant import quantize_input
+
+    model = qdq_cnn(qlinear=qlinear)
+    art = tinytvm.build(model, target="host", train=tinytvm.TrainConfig(lr=0.01))
+    main = art.ir["main"]
+    assert str(main.params[0].ty.dtype) == "int8" and str(main.ret_ty.dtype) == "float32"
+    assert any(n.endswith(".master") for n in art.weights)  # int8 weights trained
+    x = quantize_input(art.ir, np.random.default_rng(2).uniform(0, 1, art.input_shape))
+    session = art.host_session()
+    losses = [session.train_step(x, 3) for _ in range(6)]
+    assert losses[-1] < losses[0], losses

@@ -99,11 +99,23 @@ class Artifact:
         return HostSession(self)
 
 
+QUANTIZED_ONNX_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"}
+
+
 def _as_module(model) -> tvm.IRModule:
+    """A Relax module from a Relax module, or an ONNX model: float through the frontend, a
+    quantized one (QDQ pairs, QLinear ops) as a real int8 graph with float32 logits."""
     if isinstance(model, tvm.IRModule):
         return model
     if isinstance(model, (str, Path, onnx.ModelProto)):
-        return from_onnx(model)
+        from .frontend import load_onnx
+
+        proto = load_onnx(model)
+        if QUANTIZED_ONNX_OPS & {node.op_type for node in proto.graph.node}:
+            from .quant import from_quantized_onnx
+
+            return from_quantized_onnx(proto, logits="float32")
+        return from_onnx(proto)
     raise UnsupportedModelError(f"cannot build a {type(model).__name__}: pass an ONNX path, "
                                 "an onnx.ModelProto or a Relax IRModule")
 
