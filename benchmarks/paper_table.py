@@ -39,7 +39,7 @@ from tinytvm.errors import BudgetError
 from tinytvm.harness import Dataset, dataset_header, run_training
 from tinytvm.models import paper
 from tinytvm.models.zoo import paper_model, paper_scheme
-from tinytvm.pipeline import canonicalize, default_passes, pass_names
+from tinytvm.pipeline import MEMORY_PASSES, canonicalize, default_passes, pass_names
 from tinytvm.quant.fast import UseFastKernels
 from tinytvm.quant.paper_import import paper_to_relax, with_new_head
 from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, elf_sizes
@@ -51,8 +51,6 @@ PAPER = {
     "mcunet-5fps": {"full": 3650, "sparse": 560, "reorder": 173, "latency_ms": 546},
 }
 BUDGET = 256 * 1024
-MEMORY_PASSES = ("PackSavedMasks", "FuseGradientUpdate", "FuseExpandDepthwise",
-                 "InplaceDepthwise")
 
 
 def int8_model(name: str, seed: int = 0):

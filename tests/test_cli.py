@@ -185,3 +185,23 @@ def test_sparse_search_then_build_with_the_scheme(tmp_path, monkeypatch):
     assert built.exit_code == 0, built.output
     settings = json.loads((tmp_path / "out" / "build.json").read_text())
     assert UpdateScheme.from_json(settings["train"]["update"]) == scheme
+
+
+def test_build_int8_from_calibration(model_file, tmp_path):
+    """--int8 CALIBRATION.npz: the float model is post-training quantized and its int8 graph
+    built (QAS, stochastic rounding here); the settings record it; a bad file is an error."""
+    import numpy as np
+
+    calibration = tmp_path / "calib.npz"
+    np.savez(calibration, x=np.random.default_rng(0).uniform(0, 1, (8, 1, 8, 8)))
+    ok = invoke("build", model_file, "-t", "stm32f746", "--int8", calibration,
+                "--int8-update", "stochastic", "-o", tmp_path / "int8")
+    assert ok.exit_code == 0, ok.output
+    settings = json.loads((tmp_path / "int8" / "build.json").read_text())
+    assert settings["train"]["int8_update"] == "stochastic" and settings["train"]["qas"]
+    assert settings["int8_calibration"] == str(calibration.resolve())
+    assert "int8_t" in (tmp_path / "int8" / "model.h").read_text()
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, y=np.zeros(3))
+    err = invoke("build", model_file, "--int8", bad, "-o", tmp_path / "bad")
+    assert err.exit_code == 1 and "no array `x`" in err.output and "Traceback" not in err.output

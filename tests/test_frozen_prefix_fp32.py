@@ -48,3 +48,21 @@ def test_trained_depthwise_is_left_alone():
     fused, _ = _builds(full)
     assert not any(c.kernel.startswith(("expand_depthwise_fp32", "depthwise_fp32"))
                    for c in fused.programs["train_step"].calls)
+
+
+def test_trained_module_is_the_model_not_its_memory_kernels():
+    """HostSession.trained_module gives the model's plain ops with the trained weights (what
+    PTQ and a rebuild read), not the fused kernels the memory passes made for this build."""
+    from tinytvm.pipeline import MEMORY_PASSES, memory, pass_names
+
+    assert pass_names(memory()) == list(MEMORY_PASSES)
+    fused, _ = _builds(tinytvm.TrainConfig(lr=0.05, trainable=["fc14.weight", "fc14.bias"]))
+    session = fused.host_session()
+    x = np.random.default_rng(2).normal(size=(1, 1, 16, 16)).astype(np.float32)
+    session.train_step(x, 1)
+    trained = session.trained_module()
+    calls = [str(b.value.args[0].name_hint) for b in trained["main"].body.blocks[0].bindings
+             if getattr(b.value, "op", None) is not None and b.value.op.name == "relax.call_tir"]
+    assert not any(c.startswith(("expand_depthwise_fp32", "depthwise_fp32")) for c in calls)
+    again = tinytvm.build(trained, inference_only=True).host_session()
+    np.testing.assert_array_equal(again.infer(x), session.infer(x))

@@ -16,7 +16,7 @@ from .frontend import from_onnx
 from .ir import FunctionView
 from .memory import PLANNERS, validate
 from .passes import ReorderForMemory
-from .pipeline import PassRecorder, canonicalize, default_passes, run_passes
+from .pipeline import MEMORY_PASSES, PassRecorder, default_passes
 from .report import FunctionMemory, MemoryReport
 from .sparse import UpdateScheme
 from .toolchain import BOARDS
@@ -79,6 +79,7 @@ class Artifact:
     num_classes: int
     programs: dict[str, aot.Program] = field(default_factory=dict)
     pass_timings: list[tuple[str, float]] = field(default_factory=list)
+    model_ir: tvm.IRModule | None = None  # before the memory passes: plain ops, same weights
 
     def save(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
@@ -141,7 +142,8 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     if passes is None:
         passes = default_passes(train)
     recorder = PassRecorder(dump_ir)
-    mod, lowered = _graph(_as_module(model), passes, reorder and not inference_only, recorder)
+    mod, lowered, model_ir = _graph(_as_module(model), passes, reorder and not inference_only,
+                                    recorder)
     kernels_c = lower.kernels_to_c(lowered)
     weights, constants, programs = _programs(lowered, inference_only)
     functions, offsets = _plan(programs, planner)
@@ -177,24 +179,29 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     if verify:
         check_c_compiles(sources, f"{name}.c", TARGETS[target])
     return Artifact(name, target, sources, report, mod, train, weights,
-                    input_shape, num_classes, programs, recorder.timings)
+                    input_shape, num_classes, programs, recorder.timings, model_ir)
 
 
 def _graph(mod: tvm.IRModule, passes, reorder: bool, recorder: PassRecorder):
-    """Graph passes, legalization and (optionally) reordering: (graph module, lowered module)."""
+    """Graph passes, legalization and (optionally) reordering: (graph module, lowered module,
+    the model as it was before the memory passes rewrote its kernels)."""
     recorder.dump_input(mod)
+    model = None
     with tvm.transform.PassContext(instruments=[recorder]):
-        mod = run_passes(mod, passes)
+        for p in passes:
+            if model is None and p.info.name in MEMORY_PASSES:
+                model = mod
+            mod = p(mod)
         lowered = lower.legalize(mod)
         if reorder:
             lowered = ReorderForMemory()(lowered)
-    return mod, lowered
+    return mod, lowered, model if model is not None else mod
 
 
 def plan_memory(model, train: TrainConfig, planner: str = "auto", reorder: bool = True):
     """The arena plans `build` would make for this model and config, without emitting any C:
     {function name: FunctionMemory}, plus the trainable (SRAM) bytes."""
-    _, lowered = _graph(_as_module(model), default_passes(train), reorder, PassRecorder())
+    _, lowered, _ = _graph(_as_module(model), default_passes(train), reorder, PassRecorder())
     weights, _, programs = _programs(lowered, False)
     functions, _ = _plan(programs, planner)
     return {f.name: f for f in functions}, sum(t.nbytes for t in weights.values() if t.trainable)

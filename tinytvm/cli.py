@@ -90,6 +90,24 @@ def main(
 # --- build --------------------------------------------------------------------------------------
 
 
+class Int8Update(str, Enum):
+    master = "master"
+    stochastic = "stochastic"
+    round = "round"
+
+
+def _calibration(path: Path):
+    """The `x` array of a calibration .npz, as float32."""
+    import numpy as np
+
+    from tinytvm.errors import TinyTVMError
+
+    with np.load(path) as data:
+        if "x" not in data.files:
+            raise TinyTVMError(f"{path}: no array `x` (found: {', '.join(data.files) or 'none'})")
+        return np.asarray(data["x"], np.float32)
+
+
 @app.command(epilog="Example:\n\n    tinytvm build model.onnx --target stm32f746 "
                     "--trainable fc.weight --trainable fc.bias --budget 256KB -o out/")
 def build(
@@ -127,6 +145,18 @@ def build(
         "--update", metavar="SCHEME.json",
         help="A sparse-update scheme (from `tinytvm sparse-search`) instead of --trainable.",
         exists=True, dir_okay=False, show_default=False)] = None,
+    int8: Annotated[Path | None, typer.Option(
+        "--int8", metavar="CALIBRATION.npz",
+        help="Quantize the float model to a real int8 graph first (per-channel int8, TFLite "
+             "fixed-point requantization), calibrated on the array `x` of this file (N samples "
+             "of the input shape). Quantized ONNX (QDQ, QLinearConv) is read as int8 without it.",
+        exists=True, dir_okay=False, show_default=False)] = None,
+    int8_update: Annotated[Int8Update, typer.Option(
+        "--int8-update", help="How an int8 weight stores its SGD steps: an fp32 master copy "
+        "(4 B per trained weight), stochastic rounding, or rounding to nearest.")
+    ] = Int8Update.master,
+    qas: Annotated[bool, typer.Option(
+        "--qas/--no-qas", help="Quantization-Aware Scaling of int8 gradients.")] = True,
     # DUMP-IR (issue 10): the IR after every pass, through tinytvm.build(dump_ir=...).
     dump_ir: Annotated[Path | None, typer.Option(
         "--dump-ir", metavar="DIR", file_okay=False,
@@ -152,17 +182,23 @@ def build(
     with _errors():
         scheme = tinytvm.UpdateScheme.from_json(update.read_text()) if update else None
         train = tinytvm.TrainConfig(lr=lr, momentum=momentum, trainable=trainable or None,
-                                    update=scheme)
+                                    update=scheme, qas=qas, int8_update=int8_update.value)
         settings = {
             "model": str(model.resolve()), "target": target.value, "name": name,
             "train": {"lr": lr, "momentum": momentum, "trainable": trainable or None,
-                      "update": scheme.to_json() if scheme else None},
+                      "update": scheme.to_json() if scheme else None, "qas": qas,
+                      "int8_update": int8_update.value},
+            "int8_calibration": str(int8.resolve()) if int8 else None,
             "sram_budget": parse_bytes(budget), "flash_budget": parse_bytes(flash_budget),
             "stack_bytes": parse_bytes(stack), "planner": planner.value,
         }
         kwargs = {"dump_ir": dump_ir} if dump_ir is not None else {}
+        source = str(model)
+        if int8 is not None:
+            with _status(f"quantizing {model.name} (calibration: {int8.name})"):
+                source = tinytvm.quant.quantize(source, _calibration(int8))
         with _status(f"compiling {model.name} for {target.value}"):
-            art = tinytvm.build(str(model), target=target.value, train=train,
+            art = tinytvm.build(source, target=target.value, train=train,
                                 sram_budget=settings["sram_budget"],
                                 flash_budget=settings["flash_budget"],
                                 stack_bytes=settings["stack_bytes"], planner=planner.value,

@@ -50,6 +50,11 @@ def memory() -> list[tvm.transform.Pass]:
     ]
 
 
+# passes that rewrite kernels for memory, not the model: `Artifact.model_ir` is taken before them
+MEMORY_PASSES = ("PackSavedMasks", "FuseGradientUpdate", "FuseExpandDepthwise",
+                 "InplaceDepthwise", "FrozenPrefixFp32")
+
+
 def default_passes(train) -> list[tvm.transform.Pass]:
     """The graph passes `build` runs for a TrainConfig (None: inference only), in order."""
     if train is None:

@@ -57,7 +57,8 @@ class HostSession:
 
     def trained_module(self):
         """The inference model with the weights as trained so far (a Relax IRModule to build)."""
-        return module_with_weights(self.artifact.ir, self.params())
+        art = self.artifact
+        return module_with_weights(art.model_ir or art.ir, self.params())
 
     def params(self) -> dict[str, np.ndarray]:
         """Current value of every weight (trainable ones as updated by the steps so far)."""
