@@ -20,7 +20,11 @@ as relative cost between kernels compiled by the same compiler, not as a cycle b
 Backward kernels (``qgrad`` vs ``tt_qgrad.h``) are measured the same way (``grad_rows``):
 weight, data and bias gradients per MAC of the conv (bias and accumulator gradients per output
 element), on the shapes of the first blocks (32x32) and of the last blocks (4x4), which a
-sparse-update step actually runs. ``whole_step`` counts a whole MobileNetV2-w0.35 training
+sparse-update step actually runs. The fused kernels (``fused_rows``): the 1x1 expansion +
+depthwise of the frozen prefix's forward (``qexpand_depthwise`` vs ``tt_qconv_expand_dw``) and
+the weight gradient + update of the trained convs (``weight_grad_update`` vs
+``tt_qgrad_update_*``), per MAC (expansion + depthwise MACs; rows x C x pixels).
+``whole_step`` counts a whole MobileNetV2-w0.35 training
 step at 128x128 with the paper's sparse scheme, naive and fast (see its docstring).
 
 Rerun: ``python benchmarks/kernels.py`` (``--no-step`` skips the whole-step count, ~1 min).
@@ -180,7 +184,7 @@ GRAD_SHAPES = [  # (name, channels, size, out channels, kernel, stride, groups, 
 _GRAD_MAIN = """
 int main(void)
 {
-  static const void *volatile keep[3] __attribute__((unused));
+  static const void *volatile keep[NIN] __attribute__((unused));
   KEEP
 #if TT_RUN
   tt_k_kernel(ARGS, out);
@@ -195,18 +199,22 @@ int main(void)
 }
 """
 
+_C_TYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "uint32_t"}  # floats by bit pattern
+
 
 def grad_program(prim, inputs) -> str:
-    """A bench source for one backward kernel: its C, its inputs (in0..in2), out, main."""
+    """A bench source for one kernel: its C, its inputs (in0, in1, ...), out, main."""
     arrays = ""
     for i, a in enumerate(inputs):
-        ctype = "uint32_t" if a.dtype == np.float32 else "int8_t"
         values = a.reshape(-1).view(np.uint32) if a.dtype == np.float32 else a.reshape(-1)
-        arrays += _array("static const ", ctype, f"in{i}", values, str)
-    size = int(np.prod([int(d) for d in prim.params[-1].shape]))
-    arrays += f"static float out[{size}] __attribute__((aligned(8)));\n"
+        arrays += _array("static const ", _C_TYPES[str(a.dtype)], f"in{i}", values, str)
+    out = prim.params[-1]
+    size = int(np.prod([int(d) for d in out.shape]))
+    ctype = "float" if str(out.dtype) == "float32" else _C_TYPES[str(out.dtype)]
+    arrays += f"static {ctype} out[{size}] __attribute__((aligned(8)));\n"
     main = _GRAD_MAIN.replace("ARGS", ", ".join(f"(void *)in{i}" for i in range(len(inputs))))
     main = main.replace("KEEP", " ".join(f"keep[{i}] = in{i};" for i in range(len(inputs))))
+    main = main.replace("NIN", str(len(inputs)))
     kernel = kernels_to_c(tvm.IRModule({"kernel": prim}))
     return _PRELUDE + kernel + arrays + main
 
@@ -235,6 +243,73 @@ def grad_cases(seed: int = 0):
                          [y, g_acc, scale], outs)]
         for kind, naive, inputs, work in kernels:
             yield name, kind, naive, fast_version(naive), inputs, work
+
+
+# ---- fused kernels: expansion + depthwise (forward of the frozen prefix), gradient + update ---
+
+EXPAND_SHAPES = [  # (name, C, size, E, kernel, stride): mbv2-w0.35's fused blocks
+    ("8->48 + dw3x3 s2 @64x64 (block 1)", 8, 64, 48, 3, 2),
+    ("8->48 + dw3x3 @32x32 (block 2)", 8, 32, 48, 3, 1),
+    ("16->96 + dw3x3 @16x16 (block 4)", 16, 16, 96, 3, 1),
+    ("24->144 + dw3x3 @8x8 (block 7)", 24, 8, 144, 3, 1),
+    ("16->96 + dw5x5 @16x16 (MCUNet-like)", 16, 16, 96, 5, 1),
+]
+
+UPDATE_SHAPES = [  # (name, C, size, O, rows, rounding): mbv2-w0.35's sparse scheme layers
+    ("1x1 24->144 @8x8 (layer 27)", 24, 8, 144, 144, "round"),
+    ("1x1 32->192 @8x8 (layer 36)", 32, 8, 192, 192, "stochastic"),
+    ("1x1 56->336 @4x4 rows 42 (layer 42)", 56, 4, 336, 42, "round"),
+    ("1x1 56->336 @4x4 (layer 48)", 56, 4, 336, 336, "master"),
+]
+
+
+def fused_cases(seed: int = 0):
+    """(shape name, kernel kind, naive PrimFunc, fast PrimFunc, inputs, MACs)."""
+    from tinytvm.quant.fast import fast_version
+    from tinytvm.quant.fuse_expand import qexpand_depthwise
+    from tinytvm.quant.qupdate import weight_grad_update
+
+    rng = np.random.default_rng(seed)
+    for name, c, hw, e, k, s in EXPAND_SHAPES:
+        naive = qexpand_depthwise((1, c, hw, hw), (e, c, 1, 1), (e, 1, k, k), stride=s,
+                                  padding=k // 2, expand_x_zero=-5, expand_y_zero=3,
+                                  dw_x_zero=-7, dw_y_zero=2)
+        ho = (hw + 2 * (k // 2) - k) // s + 1
+        inputs = [rng.integers(-128, 128, (1, c, hw, hw)).astype(np.int8),
+                  rng.integers(-128, 128, (e, c, 1, 1)).astype(np.int8),
+                  rng.integers(-128, 128, (e, 1, k, k)).astype(np.int8),
+                  rng.integers(-(2**14), 2**14, e).astype(np.int32),
+                  rng.integers(-(2**14), 2**14, e).astype(np.int32),
+                  (rng.uniform(0.3, 1.0, e) / (0.74 * 74.0 * np.sqrt(c))).astype(np.float32),
+                  (rng.uniform(0.3, 1.0, e) / (0.74 * 74.0 * k)).astype(np.float32)]
+        macs = e * c * hw * hw + e * k * k * ho * ho
+        yield name, "expand+dw", naive, fast_version(naive), inputs, macs
+    for name, c, hw, o, rows, rounding in UPDATE_SHAPES:
+        g = ConvGeometry.of((1, c, hw, hw), (o, c, 1, 1))
+        naive = weight_grad_update(g, -3, rows, rounding, "int8", 0.01, 7)
+        target = (rng.standard_normal((rows, c, 1, 1)).astype(np.float32) if rounding == "master"
+                  else rng.integers(-128, 128, (o, c, 1, 1)).astype(np.int8))
+        inputs = [rng.integers(-128, 128, g.x_shape).astype(np.int8),
+                  rng.standard_normal(g.y_shape).astype(np.float32), target,
+                  rng.uniform(0.5, 2.0, (rows, 1, 1, 1)).astype(np.float32)]
+        if rounding == "stochastic":
+            inputs.append(np.array([3], np.int32))
+        yield name, f"update {rounding}", naive, fast_version(naive), inputs, rows * c * hw * hw
+
+
+def fused_rows(work: Path):
+    """[(shape, kind, MACs, naive instr/MAC, fast instr/MAC, bit-exact)] for the fused kernels."""
+    rows = []
+    for name, kind, naive, fast, inputs, macs in fused_cases():
+        runs = {}
+        for tag, prim in (("naive", naive), ("fast", fast)):
+            src = work / f"f_{tag}.c"
+            src.write_text(grad_program(prim, inputs))
+            runs[tag] = _measure_source(src, work, f"f_{tag}")
+        hashes = {h for _, *hs in runs.values() for h in hs}
+        rows.append((name, kind, macs, runs["naive"][0] / macs, runs["fast"][0] / macs,
+                     len(hashes) == 1))
+    return rows
 
 
 def grad_rows(work: Path):
@@ -351,6 +426,14 @@ def main():
             grad_table.add_row(name, kind, f"{units:,}", f"{naive:.2f}", f"{fast:.2f}",
                                f"{naive / fast:.1f}x", "yes" if exact else "NO")
         console.print(grad_table)
+        fused_table = Table(title="fused int8 kernels, one call, QEMU instructions per MAC")
+        for col in ("shape", "kernel", "MACs", "naive", "fast", "speed-up",
+                    "bit-exact host+QEMU"):
+            fused_table.add_column(col, justify="right")
+        for name, kind, macs, naive, fast, exact in fused_rows(Path(tmp)):
+            fused_table.add_row(name, kind, f"{macs:,}", f"{naive:.2f}", f"{fast:.2f}",
+                                f"{naive / fast:.1f}x", "yes" if exact else "NO")
+        console.print(fused_table)
         if "--no-step" in sys.argv:
             return
         steps = {kind: whole_step(Path(tmp), kind == "fast") for kind in ("naive", "fast")}

@@ -25,6 +25,7 @@ from tinytvm.quant import qclassifier, qconv2d, tt_op
 from tinytvm.quant.fast import (
     DW3X3,
     IM2COL,
+    expand_dw_scratch_bytes,
     fast_version,
     qconv2d_fast,
     use_fast_kernels,
@@ -356,6 +357,267 @@ def test_fast_training_step_in_qemu_equals_naive_host(tmp_path):
     from tinytvm.harness import Dataset, run_training
 
     naive, fast, _ = _tiny_training_builds("mps2-an500")
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, (4, 1, 3, 15, 15)).astype(np.int8)
+    y = rng.integers(0, 10, 4).astype(np.int32)
+    train, evaluation = Dataset.int8(x[:3], y[:3]), Dataset.int8(x[3:], y[3:])
+    host = run_training(naive, train, evaluation, 3, where="host", workdir=tmp_path / "host")
+    qemu = run_training(fast, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu")
+    assert len(host.losses) == 3 and np.isfinite(host.losses).all()
+    np.testing.assert_array_equal(qemu.losses.view(np.uint32), host.losses.view(np.uint32))
+
+
+# ---- fused kernels: expansion + depthwise, weight gradient + update ----------------------------
+
+EXPAND_CASES = {  # name: (C, H, W, E, k, stride, (pad_h, pad_w))
+    "c5_e12_7x7_k3_s1": (5, 7, 7, 12, 3, 1, (1, 1)),
+    "c8_e24_9x10_k3_s2": (8, 9, 10, 24, 3, 2, (1, 1)),
+    "c16_e20_8x8_k3_s2_nopad": (16, 8, 8, 20, 3, 2, (0, 0)),
+    "c3_e7_11x6_k5_s1": (3, 11, 6, 7, 5, 1, (2, 2)),
+    "c9_e10_13x13_k5_s2": (9, 13, 13, 10, 5, 2, (2, 1)),
+    "c6_e9_10x9_k7_s1": (6, 10, 9, 9, 7, 1, (3, 3)),
+    "c12_e8_12x12_k7_s2": (12, 12, 12, 8, 7, 2, (3, 3)),
+}
+
+UPDATE_CASES = {  # name: (C, size, O, kernel, stride, groups, padding, rows)
+    "pointwise_24to16_4x4": (24, 4, 16, 1, 1, 1, 0, 16),
+    "pointwise_13to10_8x8_rows3": (13, 8, 10, 1, 1, 1, 0, 3),
+    "pointwise_9to6_9x9_rows4": (9, 9, 6, 1, 1, 1, 0, 4),  # 81 pixels: tiles of 64
+    "full3_s2_5to4_11x11": (5, 11, 4, 3, 2, 1, 1, 4),
+    "full3_s1_3to5_6x6_rows2": (3, 6, 5, 3, 1, 1, 1, 2),
+    "depthwise3_s1_7_6x6_rows5": (7, 6, 7, 3, 1, 7, 1, 5),
+    "depthwise3_s2_6_9x9": (6, 9, 6, 3, 2, 6, 1, 6),
+}
+UPDATE_LRS = (0.0123456789, 0.05, 3.3)
+
+
+def expand_kernel(case: str, rng):
+    """(naive qexpand_depthwise, its inputs, output shape) with random parameters."""
+    from tinytvm.quant.fuse_expand import qexpand_depthwise
+
+    c, h, w, e, k, s, pad = EXPAND_CASES[case]
+    zeros = [int(v) for v in rng.integers(-100, 100, 4)]
+    prim = qexpand_depthwise((1, c, h, w), (e, c, 1, 1), (e, 1, k, k), stride=s, padding=pad,
+                             expand_x_zero=zeros[0], expand_y_zero=zeros[1], dw_x_zero=zeros[2],
+                             dw_y_zero=zeros[3])
+    x = rng.integers(-128, 128, (1, c, h, w)).astype(np.int8)
+    w1 = rng.integers(-128, 128, (e, c, 1, 1)).astype(np.int8)
+    w2 = rng.integers(-128, 128, (e, 1, k, k)).astype(np.int8)
+    b1, b2 = (rng.integers(-(2**14), 2**14, e).astype(np.int32) for _ in range(2))
+    b1[0], b1[-1], b2[1] = INT32_MIN, 2**24 + 3, 2**26 + 1  # the float32 bias paths
+    s1 = rng.uniform(0.3, 1.0, e) * 100.0 / (74.0 * 74.0 * np.sqrt(c))
+    s2 = rng.uniform(0.3, 1.0, e) * 100.0 / (74.0 * 74.0 * k)
+    s1[1], s2[2] = 40 * s1[1], 40 * s2[2]  # mostly saturated channels
+    shape = tuple(int(d) for d in prim.params[-1].shape)
+    inputs = [x, w1, w2, b1, b2, s1.astype(np.float32), s2.astype(np.float32)]
+    return prim, inputs, shape
+
+
+def update_kernel(case: str, rounding: str, lr: float, rng):
+    """(naive weight_grad_update, its inputs, index of the updated input) at random."""
+    from tinytvm.quant.qops import ConvGeometry
+    from tinytvm.quant.qupdate import weight_grad_update
+
+    c, hw, o, k, s, groups, pad, rows = UPDATE_CASES[case]
+    g = ConvGeometry.of((1, c, hw, hw), (o, c // groups, k, k), s, pad, groups)
+    x_zero = int(rng.integers(-128, 128))
+    salt = int(rng.integers(0, 50))
+    prim = weight_grad_update(g, x_zero, rows, rounding, "int8", lr, salt)
+    x = rng.integers(-128, 128, g.x_shape).astype(np.int8)
+    x.reshape(-1)[::7] = x_zero
+    g_acc = (rng.standard_normal(g.y_shape) * 10.0 ** rng.uniform(-3, 1, g.y_shape))
+    g_acc = g_acc.astype(np.float32)
+    g_acc.reshape(-1)[::5] = 0.0
+    g_acc.reshape(-1)[1::11] = -0.0
+    factor = rng.uniform(0.1, 30.0, (rows, 1, 1, 1)).astype(np.float32)
+    if rounding == "master":
+        target = rng.standard_normal((rows, *g.w_shape[1:])).astype(np.float32) * 50
+    else:
+        target = rng.integers(-128, 128, g.w_shape).astype(np.int8)
+        target.reshape(-1)[::3] = rng.choice([-128, 127], target[..., ::3].size)[
+            :target.reshape(-1)[::3].size]
+    inputs = [x, g_acc, target, factor]
+    if rounding == "stochastic":
+        inputs.append(np.array([int(rng.integers(0, 2**31))], np.int32))
+    return prim, inputs
+
+
+def _host_library(prims: dict, tmp_path, name: str):
+    import ctypes
+
+    from tinytvm.lower import kernels_to_c
+    from tinytvm.toolchain import RUNTIME_C, compile_host_library
+
+    src = tmp_path / f"{name}.c"
+    src.write_text(KERNELS_PRELUDE + kernels_to_c(tvm.IRModule(prims)))
+    return ctypes.CDLL(str(compile_host_library([src], [RUNTIME_C / "kernels"],
+                                                tmp_path / f"{name}.so")))
+
+
+def _call(lib, name, inputs, out):
+    import ctypes
+
+    args = [a.ctypes.data_as(ctypes.c_void_p) for a in inputs]
+    getattr(lib, f"tt_k_{name}")(*args, out.ctypes.data_as(ctypes.c_void_p))
+    return out
+
+
+def test_fast_expand_depthwise_matches_naive(tmp_path):
+    """tt_qconv_expand_dw == fuse_expand.qexpand_depthwise: 3x3 / 5x5 / 7x7, stride 1 and 2,
+    odd channel counts and widths, the float32 bias paths, saturated channels."""
+    rng = np.random.default_rng(21)
+    prims, runs = {}, []
+    for case in sorted(EXPAND_CASES):
+        naive, inputs, shape = expand_kernel(case, rng)
+        fast = fast_version(naive)
+        assert str(fast.attrs["tt.fast"]) == "tt_qconv_expand_dw"
+        c, _, w, _, k, _, (_, pad_w) = EXPAND_CASES[case]
+        assert int(fast.attrs["tt.scratch_bytes"]) == expand_dw_scratch_bytes(c, w, k, pad_w)
+        prims[f"n_{case}"], prims[f"f_{case}"] = naive, fast
+        runs.append((case, inputs, shape))
+    lib = _host_library(prims, tmp_path, "expand")
+    for case, inputs, shape in runs:
+        naive = _call(lib, f"n_{case}", inputs, np.zeros(shape, np.int8))
+        fast = _call(lib, f"f_{case}", inputs, np.full(shape, 99, np.int8))
+        np.testing.assert_array_equal(fast, naive, err_msg=case)
+        assert len(np.unique(naive)) > 20 and (np.abs(naive.astype(int) + 0.5) > 127).any()
+
+
+def test_fast_weight_update_matches_naive(tmp_path):
+    """tt_qgrad_update_* == qupdate.weight_grad_update for every rounding, partial rows,
+    groups=1 (1x1, 3x3 s2, > 64 pixels) and depthwise 3x3, three learning rates (the float32
+    constant as TVM prints it): to the bit, run out of place and in place (w_new = w)."""
+    rng = np.random.default_rng(22)
+    prims, runs = {}, []
+    for case in sorted(UPDATE_CASES):
+        for rounding in ("round", "stochastic", "master"):
+            for i, lr in enumerate(UPDATE_LRS):
+                naive, inputs = update_kernel(case, rounding, lr, rng)
+                fast = fast_version(naive)
+                assert str(fast.attrs["tt.fast"]) == f"tt_qgrad_update_{rounding}"
+                assert int(fast.attrs["op_pattern"]) == 8
+                name = f"{case}_{rounding}_{i}"
+                prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast
+                runs.append((name, inputs))
+    lib = _host_library(prims, tmp_path, "update")
+    changed = 0
+    for name, inputs in runs:
+        target = inputs[2]
+        outs = [_call(lib, f"{k}_{name}", inputs, np.zeros_like(target)) for k in "nf"]
+        in_place = []
+        for k in "nf":
+            own = [a.copy() for a in inputs]
+            _call(lib, f"{k}_{name}", own, own[2])
+            in_place.append(own[2])
+        for out in (outs[1], *in_place):
+            np.testing.assert_array_equal(out.view(np.uint8), outs[0].view(np.uint8),
+                                          err_msg=name)
+        changed += int((outs[0] != target).any())
+    assert changed > len(runs) * 0.8  # the steps are large enough to move weights
+
+
+def test_fused_fast_kernels_on_cortex_m7(tmp_path):
+    """Both fused kernels on the Cortex-M7 in QEMU (DSP and VMLA paths): naive and fast outputs
+    compared with memcmp in the guest."""
+    from tinytvm.lower import kernels_to_c
+    from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, run_qemu
+
+    rng = np.random.default_rng(23)
+    kernels = []
+    for case in ("c8_e24_9x10_k3_s2", "c3_e7_11x6_k5_s1", "c12_e8_12x12_k7_s2"):
+        naive, inputs, _ = expand_kernel(case, rng)
+        kernels.append((case, naive, inputs))
+    for case, rounding in (("pointwise_13to10_8x8_rows3", "stochastic"),
+                           ("pointwise_9to6_9x9_rows4", "round"),
+                           ("full3_s2_5to4_11x11", "master"),
+                           ("depthwise3_s2_6_9x9", "round")):
+        naive, inputs = update_kernel(case, rounding, 0.05, rng)
+        kernels.append((f"{case}_{rounding}", naive, inputs))
+    prims, data, calls = {}, "", ""
+    for name, naive, inputs in kernels:
+        prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast_version(naive)
+        out = naive.params[-1]
+        size = int(np.prod([int(d) for d in out.shape]))
+        ctype = "float" if str(out.dtype) == "float32" else "int8_t"
+        args = []
+        for i, a in enumerate(inputs):
+            a = np.ascontiguousarray(a)
+            if a.dtype == np.int32:
+                a = a.view(np.float32)  # stored by bit pattern as uint32
+            if a.dtype not in (np.int8, np.float32):
+                raise AssertionError(a.dtype)
+            data += _c_array(f"{name}_in{i}", a)
+            args.append(f"(void *){name}_in{i}")
+        data += f"static {ctype} {name}_n[{size}], {name}_f[{size}];\n"
+        calls += (f"  tt_k_n_{name}({', '.join(args)}, (void *){name}_n);\n"
+                  f"  tt_k_f_{name}({', '.join(args)}, (void *){name}_f);\n"
+                  f'  if (memcmp({name}_n, {name}_f, sizeof({name}_n))) '
+                  f'{{ tt_puts("MISMATCH {name}\\n"); bad++; }}\n')
+    src = tmp_path / "fused_m7.c"
+    src.write_text(KERNELS_PRELUDE + '#include <string.h>\n#include "tt_io.h"\n'
+                   + kernels_to_c(tvm.IRModule(prims)) + data
+                   + "int main(void)\n{\n  int bad = 0;\n" + calls
+                   + '  tt_puts(bad ? "FAIL\\n" : "ALL OK\\n");\n  return bad;\n}\n')
+    elf = compile_cortex_m([src], [RUNTIME_C / "kernels"], tmp_path / "fused.elf", "mps2-an500")
+    result = run_qemu(elf)
+    assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout
+
+
+SPARSE_SCHEME = {"bias_last": 4, "weights": ((7, 0.5), (9, 1), (10, 1))}
+
+
+def _sparse_training_builds(target: str, rounding: str):
+    """(default passes, default passes + UseFastKernels) builds of a 3-block tiny int8 model
+    with a sparse scheme: the frozen prefix runs qexpand_depthwise, the trained convs
+    weight_grad_update (a partial one among them)."""
+    from tinytvm.models.int8_random import tiny_int8_model
+    from tinytvm.quant.fast import UseFastKernels
+    from tinytvm.quant.paper_import import paper_to_relax, with_new_head
+    from tinytvm.sparse import UpdateScheme
+
+    model = tiny_int8_model(6, hw=15, blocks=3)
+    rng = np.random.default_rng(7)
+    model = with_new_head(model, rng.normal(0, 0.1, (10, model.classifier.in_channels)),
+                          rng.normal(0, 0.1, 10))
+    mod = paper_to_relax(model, logits="float32")
+    train = tinytvm.TrainConfig(lr=0.02, int8_update=rounding,
+                                update=UpdateScheme(**SPARSE_SCHEME))
+    passes = tinytvm.pipeline.default_passes(train) + [UseFastKernels()]
+    naive = tinytvm.build(mod, target=target, train=train)
+    fast = tinytvm.build(mod, target=target, train=train, passes=passes)
+    kinds = set(re.findall(r"^  (tt_q\w+)\(", fast.sources["model.c"], re.MULTILINE))
+    assert {"tt_qconv_expand_dw", f"tt_qgrad_update_{rounding}"} <= kinds
+    updates = re.findall(r"^  tt_k_weight_grad_update\w*\((.*)\);$", fast.sources["model.c"],
+                         re.MULTILINE)
+    assert updates and all(args.split(", ")[2] == args.split(", ")[-1] for args in updates)
+    return naive, fast
+
+
+@pytest.mark.parametrize("rounding", ["round", "stochastic", "master"])
+def test_fast_sparse_training_step_equals_default_on_host(rounding):
+    """Two steps with the default passes, with and without UseFastKernels: losses and every
+    weight (the in-place updates included) bit-identical."""
+    naive, fast = _sparse_training_builds("host", rounding)
+    x = np.random.default_rng(8).integers(-128, 128, (2, 1, 3, 15, 15)).astype(np.int8)
+    sessions = [art.host_session() for art in (naive, fast)]
+    before = {k: np.asarray(v).copy() for k, v in sessions[0].params().items()}
+    for step, label in enumerate((3, 8)):
+        losses = [np.float32(s.train_step(x[step], label)) for s in sessions]
+        assert losses[0].view(np.uint32) == losses[1].view(np.uint32)
+    after = [s.params() for s in sessions]
+    assert any(not np.array_equal(np.asarray(v), before[k]) for k, v in after[0].items())
+    for name, value in after[0].items():
+        np.testing.assert_array_equal(np.asarray(after[1][name]).view(np.uint8),
+                                      np.asarray(value).view(np.uint8), err_msg=name)
+
+
+def test_fast_sparse_training_step_in_qemu_equals_host(tmp_path):
+    """The fast sparse step (stochastic rounding) on the Cortex-M7 against the default step on
+    the host: bit-identical losses over 3 steps."""
+    from tinytvm.harness import Dataset, run_training
+
+    naive, _ = _sparse_training_builds("host", "stochastic")
+    _, fast = _sparse_training_builds("mps2-an500", "stochastic")
     rng = np.random.default_rng(9)
     x = rng.integers(-128, 128, (4, 1, 3, 15, 15)).astype(np.int8)
     y = rng.integers(0, 10, 4).astype(np.int32)

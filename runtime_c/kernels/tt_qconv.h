@@ -10,6 +10,8 @@
  *
  *   tt_qconv_im2col  any groups=1 conv (1x1 pointwise, 3x3 stride 2 first layer, ...)
  *   tt_qconv_dw3x3   depthwise 3x3 (groups = C = O), stride 1 or 2, any padding
+ *   tt_qconv_expand_dw  1x1 expansion + depthwise 3x3/5x5/7x7 fused (fuse_expand.py), through
+ *                    a ring of k expanded int16 rows instead of the H x W int8 plane
  *
  * Two paths give identical results: a DSP path (__ARM_FEATURE_DSP: SXTB16, SXTAB16, SMLAD,
  * SMLABT/SMLATB, QADD, SSAT — Cortex-M4/M7/M33) and a portable C path that computes the
@@ -60,6 +62,12 @@ static inline uint32_t tt_q_ld32(const void *p)
 
 static inline void tt_q_st32(void *p, uint32_t v) { memcpy(p, &v, 4); }
 
+/* (lo, hi) as two int16 halves */
+static inline uint32_t tt_q_pack16(int32_t lo, int32_t hi)
+{
+    return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
+}
+
 /* (lo16 of a, lo16 of b) packed: PKHBT a, b, LSL #16 */
 static inline uint32_t tt_q_pkhbt(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
 /* (hi16 of b, hi16 of a) packed: PKHTB a, b, ASR #16 */
@@ -99,10 +107,6 @@ static inline int32_t tt_q_smlatb(uint32_t a, uint32_t b, int32_t acc)
 #else
 static inline int32_t tt_q_lo(uint32_t v) { return (int16_t)(uint16_t)(v & 0xFFFFu); }
 static inline int32_t tt_q_hi(uint32_t v) { return (int16_t)(uint16_t)(v >> 16); }
-static inline uint32_t tt_q_pack16(int32_t lo, int32_t hi)
-{
-    return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
-}
 static inline uint32_t tt_q_sxtb16(uint32_t v)
 {
     return tt_q_pack16((int8_t)(uint8_t)v, (int8_t)(uint8_t)(v >> 16));
@@ -373,6 +377,41 @@ static inline void tt_q_dw_row(const int8_t *xr, int32_t W, int32_t pad_w, int32
     for (; dst < end; dst++) *dst = 0;
 }
 
+/* One output row of a depthwise 3x3 conv from three padded int16 rows of x - x_zero (the
+ * rows of its window, top to bottom); w01[r] = (w[r][0], w[r][1]), w12[r] = (w[r][1], w[r][2]). */
+static inline void tt_q_dw3x3_out_row(const int16_t *r0, const int16_t *r1, const int16_t *r2,
+                                      const uint32_t w01[3], const uint32_t w12[3], float b,
+                                      float s, int32_t y_zero, int32_t stride, int32_t Wo,
+                                      int8_t *yr)
+{
+    int32_t ox = 0;
+    if (stride == 1) {
+        for (; ox + 2 <= Wo; ox += 2) {
+            uint32_t a = tt_q_ld32(r0 + ox), bb = tt_q_ld32(r0 + ox + 2);
+            int32_t s0 = tt_q_smlabt(bb, w12[0], tt_q_smlad(a, w01[0], 0));
+            int32_t s1 = tt_q_smlad(bb, w12[0], tt_q_smlatb(a, w01[0], 0));
+            a = tt_q_ld32(r1 + ox), bb = tt_q_ld32(r1 + ox + 2);
+            s0 = tt_q_smlabt(bb, w12[1], tt_q_smlad(a, w01[1], s0));
+            s1 = tt_q_smlad(bb, w12[1], tt_q_smlatb(a, w01[1], s1));
+            a = tt_q_ld32(r2 + ox), bb = tt_q_ld32(r2 + ox + 2);
+            s0 = tt_q_smlabt(bb, w12[2], tt_q_smlad(a, w01[2], s0));
+            s1 = tt_q_smlad(bb, w12[2], tt_q_smlatb(a, w01[2], s1));
+            yr[ox] = tt_q_requant(s0, b, s, y_zero);
+            yr[ox + 1] = tt_q_requant(s1, b, s, y_zero);
+        }
+    }
+    for (; ox < Wo; ox++) {
+        int32_t ix = ox * stride;
+        int32_t acc = tt_q_smlabt(tt_q_ld32(r0 + ix + 2), w12[0],
+                                  tt_q_smlad(tt_q_ld32(r0 + ix), w01[0], 0));
+        acc = tt_q_smlabt(tt_q_ld32(r1 + ix + 2), w12[1],
+                          tt_q_smlad(tt_q_ld32(r1 + ix), w01[1], acc));
+        acc = tt_q_smlabt(tt_q_ld32(r2 + ix + 2), w12[2],
+                          tt_q_smlad(tt_q_ld32(r2 + ix), w01[2], acc));
+        yr[ox] = tt_q_requant(acc, b, s, y_zero);
+    }
+}
+
 /* y = qconv2d(x, w, bias, scale) with groups = C = O and a 3x3 kernel, stride 1 or 2.
  * x int8 (1, C, H, W); w int8 (C, 1, 3, 3); y int8 (1, C, Ho, Wo).
  * scratch: TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes, 4-byte aligned. */
@@ -409,33 +448,203 @@ static inline void tt_qconv_dw3x3(const int8_t *x, const int8_t *w, const int32_
                 }
                 rp[r] = row;
             }
-            int8_t *yr = y + (c * Ho + oy) * Wo;
-            const int16_t *r0 = rp[0], *r1 = rp[1], *r2 = rp[2];
-            int32_t ox = 0;
-            if (stride == 1) {
-                for (; ox + 2 <= Wo; ox += 2) {
-                    uint32_t a = tt_q_ld32(r0 + ox), bb = tt_q_ld32(r0 + ox + 2);
-                    int32_t s0 = tt_q_smlabt(bb, w12[0], tt_q_smlad(a, w01[0], 0));
-                    int32_t s1 = tt_q_smlad(bb, w12[0], tt_q_smlatb(a, w01[0], 0));
-                    a = tt_q_ld32(r1 + ox), bb = tt_q_ld32(r1 + ox + 2);
-                    s0 = tt_q_smlabt(bb, w12[1], tt_q_smlad(a, w01[1], s0));
-                    s1 = tt_q_smlad(bb, w12[1], tt_q_smlatb(a, w01[1], s1));
-                    a = tt_q_ld32(r2 + ox), bb = tt_q_ld32(r2 + ox + 2);
-                    s0 = tt_q_smlabt(bb, w12[2], tt_q_smlad(a, w01[2], s0));
-                    s1 = tt_q_smlad(bb, w12[2], tt_q_smlatb(a, w01[2], s1));
-                    yr[ox] = tt_q_requant(s0, b, s, y_zero);
-                    yr[ox + 1] = tt_q_requant(s1, b, s, y_zero);
+            tt_q_dw3x3_out_row(rp[0], rp[1], rp[2], w01, w12, b, s, y_zero, stride, Wo,
+                               y + (c * Ho + oy) * Wo);
+        }
+    }
+}
+
+/* ---- 1x1 expansion fused with a depthwise k x k conv (tinytvm.quant.fuse_expand) ---------- */
+
+/* Expanded row iy of one channel into a padded int16 row of (e - dw_x_zero), e the requantized
+ * expansion: acc = sum_rc (x[rc] - x_zero) w[rc] computed as init + sum_rc x[rc] w[rc], where
+ * init = -x_zero sum w (+ bias when it may start the accumulator: `summed`). The int32 sum is
+ * exact, so this equals qops' order-independent accumulation. wp[m] = (w[2m], w[2m+1]) as
+ * int16, and (w[C-1], w[C-1]) for odd C. x: channel 0 of the row, P: the plane size. */
+static inline void tt_q_expand_row(const int8_t *x, int32_t C, int32_t P, int32_t W,
+                                   const uint32_t *wp, const int8_t *wc, int32_t init, int summed,
+                                   float bias, float scale, int32_t y_zero, int32_t dw_x_zero,
+                                   int16_t *row)
+{
+    int32_t W4 = W & ~3;
+    for (int32_t ix = 0; ix < W4; ix += 4) {
+        const int8_t *xp = x + ix;
+        int32_t a0 = init, a1 = init, a2 = init, a3 = init;
+        int32_t m = C >> 1;
+#if TT_QCONV_DSP
+        /* per channel pair: 17 instructions for 8 MACs (GCC spills the accumulators) */
+        if (m > 0) {
+            const uint32_t *wq = wp;
+            uint32_t va, vb, e, w2;
+            __asm__(
+                "1:\n\t"
+                "ldr    %[va], [%[xp]]\n\t"
+                "ldr    %[vb], [%[xp], %[P]]\n\t"
+                "add    %[xp], %[xp], %[P], lsl #1\n\t"
+                "ldr    %[w2], [%[wq]], #4\n\t"
+                "sxtb16 %[e], %[va]\n\t"
+                "sxtb16 %[va], %[va], ror #8\n\t"
+                "smlabb %[a0], %[e], %[w2], %[a0]\n\t"
+                "smlatb %[a2], %[e], %[w2], %[a2]\n\t"
+                "sxtb16 %[e], %[vb]\n\t"
+                "sxtb16 %[vb], %[vb], ror #8\n\t"
+                "smlabt %[a0], %[e], %[w2], %[a0]\n\t"
+                "smlatt %[a2], %[e], %[w2], %[a2]\n\t"
+                "smlabb %[a1], %[va], %[w2], %[a1]\n\t"
+                "smlatb %[a3], %[va], %[w2], %[a3]\n\t"
+                "smlabt %[a1], %[vb], %[w2], %[a1]\n\t"
+                "smlatt %[a3], %[vb], %[w2], %[a3]\n\t"
+                "subs   %[n], %[n], #1\n\t"
+                "bne    1b\n\t"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xp] "+r"(xp),
+                  [wq] "+r"(wq), [n] "+r"(m), [va] "=&r"(va), [vb] "=&r"(vb), [e] "=&r"(e),
+                  [w2] "=&r"(w2)
+                : [P] "r"(P)
+                : "cc", "memory");
+        }
+        m = C >> 1;
+#else
+        for (int32_t i = 0; i < m; i++, xp += 2 * P) {
+            uint32_t va = tt_q_ld32(xp), vb = tt_q_ld32(xp + P), w2 = wp[i];
+            uint32_t ae = tt_q_sxtb16(va), ao = tt_q_sxtb16_ror8(va);
+            uint32_t be = tt_q_sxtb16(vb), bo = tt_q_sxtb16_ror8(vb);
+            a0 = tt_q_smlad(tt_q_pkhbt(ae, be), w2, a0); /* (x[rc, p0], x[rc+1, p0]) */
+            a1 = tt_q_smlad(tt_q_pkhbt(ao, bo), w2, a1);
+            a2 = tt_q_smlad(tt_q_pkhtb(be, ae), w2, a2);
+            a3 = tt_q_smlad(tt_q_pkhtb(bo, ao), w2, a3);
+        }
+#endif
+        if (C & 1) {
+            uint32_t va = tt_q_ld32(xp), w2 = wp[m];
+            uint32_t ae = tt_q_sxtb16(va), ao = tt_q_sxtb16_ror8(va);
+            a0 = tt_q_smlabt(ae, w2, a0);
+            a1 = tt_q_smlabt(ao, w2, a1);
+            a2 = tt_q_smlatb(ae, w2, a2);
+            a3 = tt_q_smlatb(ao, w2, a3);
+        }
+        int8_t q0, q1, q2, q3;
+        if (summed) {
+            q0 = tt_q_requant_summed(a0, scale, y_zero);
+            q1 = tt_q_requant_summed(a1, scale, y_zero);
+            q2 = tt_q_requant_summed(a2, scale, y_zero);
+            q3 = tt_q_requant_summed(a3, scale, y_zero);
+        } else {
+            q0 = tt_q_requant(a0, bias, scale, y_zero);
+            q1 = tt_q_requant(a1, bias, scale, y_zero);
+            q2 = tt_q_requant(a2, bias, scale, y_zero);
+            q3 = tt_q_requant(a3, bias, scale, y_zero);
+        }
+        row[ix] = (int16_t)(q0 - dw_x_zero);
+        row[ix + 1] = (int16_t)(q1 - dw_x_zero);
+        row[ix + 2] = (int16_t)(q2 - dw_x_zero);
+        row[ix + 3] = (int16_t)(q3 - dw_x_zero);
+    }
+    for (int32_t ix = W4; ix < W; ix++) {
+        int32_t acc = init;
+        for (int32_t rc = 0; rc < C; rc++) acc += (int32_t)x[rc * P + ix] * wc[rc];
+        int8_t q = summed ? tt_q_requant_summed(acc, scale, y_zero)
+                          : tt_q_requant(acc, bias, scale, y_zero);
+        row[ix] = (int16_t)(q - dw_x_zero);
+    }
+}
+
+/* One output row of a depthwise k x k conv (k odd <= 7) from k padded int16 rows rp[]; wk[r *
+ * half + m] = (w[r][2m], w[r][2m+1]) with w[r][k] = 0 (half = (k + 1) / 2, so the last pair
+ * reads one value past the window: the rows have slack). */
+static inline void tt_q_dwk_out_row(const int16_t *const *rp, const uint32_t *wk, int32_t k,
+                                    float b, float s, int32_t y_zero, int32_t stride,
+                                    int32_t Wo, int8_t *yr)
+{
+    int32_t half = (k + 1) / 2;
+    for (int32_t ox = 0; ox < Wo; ox++) {
+        int32_t acc = 0, ix = ox * stride;
+        const uint32_t *wr = wk;
+        for (int32_t r = 0; r < k; r++, wr += half) {
+            const int16_t *xr = rp[r] + ix;
+            for (int32_t m = 0; m < half; m++) acc = tt_q_smlad(tt_q_ld32(xr + 2 * m), wr[m], acc);
+        }
+        yr[ox] = tt_q_requant(acc, b, s, y_zero);
+    }
+}
+
+/* Bytes of scratch of tt_qconv_expand_dw: (C + 1) / 2 packed expansion weights, then k padded
+ * int16 rows of the depthwise's input (as TT_QCONV_DW3X3_SCRATCH, one per kernel row). */
+#define TT_QCONV_EXPAND_DW_SCRATCH(C, W, k, pad_w) \
+    (4 * (((C) + 1) / 2) + 2 * (k) * ((((W) + 2 * (pad_w)) + 3) / 2 * 2))
+
+/* y = depthwise(requant(expand(x))): fuse_expand.qexpand_depthwise, bit for bit.
+ * x int8 (1, C, H, W); w1 int8 (E, C, 1, 1); w2 int8 (E, 1, k, k), k in {3, 5, 7}; b1, b2 int32
+ * (E,); s1, s2 float (E,); y int8 (1, E, Ho, Wo). The expansion (stride 1, unpadded) is
+ * requantized with (x_zero, y1_zero), the depthwise reads it with dw_x_zero (also its padding)
+ * and requantizes with y_zero. Channel by channel, and within a channel row by row: each
+ * expanded row is computed once, when the depthwise first needs it, into a ring of k rows.
+ * scratch: TT_QCONV_EXPAND_DW_SCRATCH(C, W, k, pad_w) bytes, 4-byte aligned. */
+static inline void tt_qconv_expand_dw(const int8_t *x, const int8_t *w1, const int8_t *w2,
+                                      const int32_t *b1, const int32_t *b2, const float *s1,
+                                      const float *s2, int8_t *y, int32_t C, int32_t H,
+                                      int32_t W, int32_t E, int32_t k, int32_t stride,
+                                      int32_t pad_h, int32_t pad_w, int32_t x_zero,
+                                      int32_t y1_zero, int32_t dw_x_zero, int32_t y_zero,
+                                      void *scratch)
+{
+    int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
+    int32_t len = (W + 2 * pad_w + 3) / 2 * 2, P = H * W, half = (k + 1) / 2;
+    uint32_t *wp = (uint32_t *)scratch;
+    int16_t *rows = (int16_t *)(wp + (C + 1) / 2);
+    for (int32_t c = 0; c < E; c++, w1 += C, w2 += k * k) {
+        int32_t wsum = 0;
+        for (int32_t m = 0; m < C / 2; m++) {
+            wp[m] = tt_q_pack16(w1[2 * m], w1[2 * m + 1]);
+            wsum += w1[2 * m] + w1[2 * m + 1];
+        }
+        if (C & 1) {
+            wp[C / 2] = tt_q_pack16(w1[C - 1], w1[C - 1]);
+            wsum += w1[C - 1];
+        }
+        int32_t init = -x_zero * wsum;
+        int summed = tt_q_bias_in_acc(b1[c], C);
+        if (summed) init += b1[c];
+        float bias1 = (float)b1[c], scale1 = s1[c], bias2 = (float)b2[c], scale2 = s2[c];
+        uint32_t w01[3], w12[3], wk[7 * 4];
+        if (k == 3) {
+            for (int32_t r = 0; r < 3; r++) {
+                w01[r] = tt_q_pack16(w2[3 * r], w2[3 * r + 1]);
+                w12[r] = tt_q_pack16(w2[3 * r + 1], w2[3 * r + 2]);
+            }
+        } else {
+            for (int32_t r = 0; r < k; r++) {
+                for (int32_t m = 0; m < half; m++) {
+                    int32_t hi = 2 * m + 1 < k ? w2[r * k + 2 * m + 1] : 0;
+                    wk[r * half + m] = tt_q_pack16(w2[r * k + 2 * m], hi);
                 }
             }
-            for (; ox < Wo; ox++) {
-                int32_t ix = ox * stride;
-                int32_t acc = tt_q_smlabt(tt_q_ld32(r0 + ix + 2), w12[0],
-                                          tt_q_smlad(tt_q_ld32(r0 + ix), w01[0], 0));
-                acc = tt_q_smlabt(tt_q_ld32(r1 + ix + 2), w12[1],
-                                  tt_q_smlad(tt_q_ld32(r1 + ix), w01[1], acc));
-                acc = tt_q_smlabt(tt_q_ld32(r2 + ix + 2), w12[2],
-                                  tt_q_smlad(tt_q_ld32(r2 + ix), w01[2], acc));
-                yr[ox] = tt_q_requant(acc, b, s, y_zero);
+        }
+        int32_t held[7] = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
+                           INT32_MIN}; /* expanded row in each slot */
+        for (int32_t oy = 0; oy < Ho; oy++) {
+            const int16_t *rp[7];
+            for (int32_t r = 0; r < k; r++) {
+                int32_t iy = oy * stride - pad_h + r, slot = (iy + pad_h) % k;
+                int16_t *row = rows + slot * len;
+                if (held[slot] != iy) {
+                    held[slot] = iy;
+                    if (iy >= 0 && iy < H) {
+                        for (int32_t i = 0; i < pad_w; i++) row[i] = 0;
+                        for (int32_t i = pad_w + W; i < len; i++) row[i] = 0;
+                        tt_q_expand_row(x + iy * W, C, P, W, wp, w1, init, summed, bias1, scale1,
+                                        y1_zero, dw_x_zero, row + pad_w);
+                    } else {
+                        memset(row, 0, (size_t)len * 2);
+                    }
+                }
+                rp[r] = row;
+            }
+            int8_t *yr = y + (c * Ho + oy) * Wo;
+            if (k == 3) {
+                tt_q_dw3x3_out_row(rp[0], rp[1], rp[2], w01, w12, bias2, scale2, y_zero, stride,
+                                   Wo, yr);
+            } else {
+                tt_q_dwk_out_row(rp, wk, k, bias2, scale2, y_zero, stride, Wo, yr);
             }
         }
     }

@@ -9,6 +9,9 @@
  *   tt_qgrad_weight_dw3x3    dW of a depthwise 3x3 conv, stride 1 or 2  (weight_grad)
  *   tt_qgrad_data            dx of a groups=1 conv (transposed conv)     (data_grad)
  *   tt_qgrad_data_dw3x3      dx of a depthwise 3x3 conv, stride 1 or 2  (data_grad)
+ *   tt_qgrad_update_round / _stochastic / _master
+ *                            dW summed per element and applied at once (weight_grad_update):
+ *                            groups=1 any kernel, or depthwise 3x3; the same sums as dW
  *
  * Bit-exactness: every output is a float32 sum, and float addition is not associative, so each
  * output element receives exactly the naive kernel's terms in the naive kernel's order,
@@ -38,6 +41,7 @@
 #ifndef TT_QGRAD_H
 #define TT_QGRAD_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -325,6 +329,39 @@ static inline void tt_g_dw_row(const int8_t *xr, int32_t W, int32_t pad_w, int32
     for (int32_t i = pad_w + W; i < len; i++) c[3 * i] = 0.0f;
 }
 
+/* The 9 weight-gradient sums [ky][kx] of one depthwise 3x3 channel: xc int8 (H, W), gc float
+ * (Ho, Wo); cols: TT_QGRAD_WEIGHT_DW3X3_SCRATCH(W, pad_w) bytes. */
+static inline void tt_g_dw3x3_sums(const int8_t *xc, const float *gc, int32_t H, int32_t W,
+                                   int32_t stride, int32_t pad_h, int32_t pad_w, int32_t x_zero,
+                                   float *cols, float sums[9])
+{
+    int32_t Ho = (H + 2 * pad_h - 3) / stride + 1, Wo = (W + 2 * pad_w - 3) / stride + 1;
+    int32_t len = W + 2 * pad_w;
+    for (int32_t k = 0; k < 9; k++) sums[k] = 0.0f;
+    int32_t held[3] = {INT32_MIN, INT32_MIN, INT32_MIN};
+    for (int32_t i = 0; i < Ho; i++) {
+        float acc[9];
+        int32_t slot_of[3];
+        for (int32_t ky = 0; ky < 3; ky++) {
+            int32_t iy = i * stride - pad_h + ky, slot = (iy + pad_h) % 3;
+            if (held[slot] != iy) {
+                held[slot] = iy;
+                if (iy >= 0 && iy < H) {
+                    tt_g_dw_row(xc + iy * W, W, pad_w, x_zero, slot, cols);
+                } else {
+                    for (int32_t q = 0; q < len; q++) cols[3 * q + slot] = 0.0f;
+                }
+            }
+            slot_of[ky] = slot;
+            for (int32_t kx = 0; kx < 3; kx++) acc[3 * slot + kx] = sums[3 * ky + kx];
+        }
+        tt_g_dw9(acc, cols, stride, gc + i * Wo, Wo);
+        for (int32_t ky = 0; ky < 3; ky++) {
+            for (int32_t kx = 0; kx < 3; kx++) sums[3 * ky + kx] = acc[3 * slot_of[ky] + kx];
+        }
+    }
+}
+
 /* dW (rows, 1, 3, 3) of a depthwise 3x3 conv (groups = C = O), stride 1 or 2: channels
  * c < rows only. x int8 (1, C, H, W), g float (1, C, Ho, Wo).
  * scratch: TT_QGRAD_WEIGHT_DW3X3_SCRATCH(W, pad_w) bytes. */
@@ -334,35 +371,9 @@ static inline void tt_qgrad_weight_dw3x3(const int8_t *x, const float *g, float 
                                          void *scratch)
 {
     int32_t Ho = (H + 2 * pad_h - 3) / stride + 1, Wo = (W + 2 * pad_w - 3) / stride + 1;
-    int32_t len = W + 2 * pad_w;
-    float *cols = (float *)scratch;
     for (int32_t c = 0; c < rows; c++, dw += 9) {
-        const int8_t *xc = x + c * H * W;
-        const float *gc = g + c * Ho * Wo;
-        float sums[9] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}; /* [ky][kx] */
-        int32_t held[3] = {INT32_MIN, INT32_MIN, INT32_MIN};
-        for (int32_t i = 0; i < Ho; i++) {
-            float acc[9];
-            int32_t slot_of[3];
-            for (int32_t ky = 0; ky < 3; ky++) {
-                int32_t iy = i * stride - pad_h + ky, slot = (iy + pad_h) % 3;
-                if (held[slot] != iy) {
-                    held[slot] = iy;
-                    if (iy >= 0 && iy < H) {
-                        tt_g_dw_row(xc + iy * W, W, pad_w, x_zero, slot, cols);
-                    } else {
-                        for (int32_t q = 0; q < len; q++) cols[3 * q + slot] = 0.0f;
-                    }
-                }
-                slot_of[ky] = slot;
-                for (int32_t kx = 0; kx < 3; kx++) acc[3 * slot + kx] = sums[3 * ky + kx];
-            }
-            tt_g_dw9(acc, cols, stride, gc + i * Wo, Wo);
-            for (int32_t ky = 0; ky < 3; ky++) {
-                for (int32_t kx = 0; kx < 3; kx++) sums[3 * ky + kx] = acc[3 * slot_of[ky] + kx];
-            }
-        }
-        for (int32_t k = 0; k < 9; k++) dw[k] = sums[k];
+        tt_g_dw3x3_sums(x + c * H * W, g + c * Ho * Wo, H, W, stride, pad_h, pad_w, x_zero,
+                        (float *)scratch, dw);
     }
 }
 
@@ -431,6 +442,180 @@ static inline void tt_qgrad_data_dw3x3(const float *g, const int8_t *w, float *d
                              stride, pad_h, pad_w);
         }
     }
+}
+
+/* ---- fused weight gradient + update (qupdate.weight_grad_update) -------------------------- */
+
+/* The update of one weight element from its gradient sum `acc`, as qupdate.py computes it:
+ *   step = (acc * factor) * lr
+ *   master:     master_new = master - step
+ *   round:      w_new = sat8(w - clamp(nearbyintf(step)))
+ *   stochastic: w_new = sat8(w - clamp(floorf(step + u))), u = (hash >> 8) * 2**-24
+ * clamp(v) = max(min(v, L), -L) then int64 with L = 2**40 as TVM prints it (1.099512e+12f),
+ * the min/max written as TVM's C writes them (so a NaN step saturates the same way). */
+#define TT_QGRAD_MASTER 0
+#define TT_QGRAD_ROUND 1
+#define TT_QGRAD_STOCHASTIC 2
+
+/* qupdate._hash: murmur3's finalizer of index * 0x9E3779B1 + (counter * 0x85EBCA77 + salt) */
+static inline uint32_t tt_g_hash(uint32_t index, uint32_t counter_salt)
+{
+    uint32_t h = index * 0x9E3779B1u + counter_salt;
+    h = (h ^ (h >> 16)) * 0x85EBCA6Bu;
+    h = (h ^ (h >> 13)) * 0xC2B2AE35u;
+    return h ^ (h >> 16);
+}
+
+static inline void tt_g_apply(int32_t mode, float acc, float factor, float lr, const void *w,
+                              void *w_new, int32_t e, uint32_t counter_salt)
+{
+    float step = (acc * factor) * lr;
+    if (mode == TT_QGRAD_MASTER) {
+        ((float *)w_new)[e] = ((const float *)w)[e] - step;
+        return;
+    }
+    float v;
+    if (mode == TT_QGRAD_ROUND) {
+        v = nearbyintf(step);
+    } else {
+        float u = (float)(tt_g_hash((uint32_t)e, counter_salt) >> 8) * 0x1p-24f; /* exact */
+        v = floorf(step + u);
+    }
+    float lo = (v) < (1.099512e+12f) ? (v) : (1.099512e+12f);
+    int64_t d = (int64_t)((const int8_t *)w)[e]
+                - (int64_t)((lo) > (-1.099512e+12f) ? (lo) : (-1.099512e+12f));
+    d = d < 127 ? d : 127;
+    d = d > -128 ? d : -128;
+    ((int8_t *)w_new)[e] = (int8_t)d;
+}
+
+/* Pixels of x per weight-update tile: a tile covering every output pixel (P <= this) is
+ * converted once per 8 channels and tap and serves all rows; beyond, once per row. */
+#define TT_QGRAD_WU_PIX 64
+/* Scratch bytes of tt_qgrad_update_* for a conv with P output pixels (groups = 1), or for a
+ * depthwise 3x3 conv of width W and padding pad_w. */
+#define TT_QGRAD_UPDATE_SCRATCH(P) \
+    (4 * TT_QGRAD_WG_CH * ((P) < TT_QGRAD_WU_PIX ? (P) : TT_QGRAD_WU_PIX))
+#define TT_QGRAD_UPDATE_DW3X3_SCRATCH(W, pad_w) TT_QGRAD_WEIGHT_DW3X3_SCRATCH(W, pad_w)
+
+/* groups = 1: every weight element's sum over the output pixels in order (+0.0f first; the
+ * padding as g * 0.0f), then its update. Output-stationary: 8 channels of one row in
+ * registers for a tap, over tiles of 8 channels x up to TT_QGRAD_WU_PIX pixels. */
+static inline void tt_g_update_conv(const int8_t *x, const float *g, const void *w,
+                                    const float *factor, void *w_new, int32_t C, int32_t H,
+                                    int32_t W, int32_t rows, int32_t kh, int32_t kw,
+                                    int32_t stride, int32_t pad_h, int32_t pad_w,
+                                    int32_t x_zero, int32_t mode, float lr,
+                                    uint32_t counter_salt, float *xs)
+{
+    int32_t Ho = (H + 2 * pad_h - kh) / stride + 1, Wo = (W + 2 * pad_w - kw) / stride + 1;
+    int32_t P = Ho * Wo, taps = kh * kw, K = C * taps;
+    int32_t tile = tt_g_min(P, TT_QGRAD_WU_PIX);
+    float acc[TT_QGRAD_WG_CH];
+    for (int32_t c0 = 0; c0 < C; c0 += TT_QGRAD_WG_CH) {
+        int32_t nc = tt_g_min(TT_QGRAD_WG_CH, C - c0);
+        for (int32_t t = 0; t < taps; t++) {
+            int32_t ky = t / kw, kx = t % kw;
+            if (P == tile) {
+                tt_g_wg_tile(x, C, H, W, Wo, c0, ky, kx, stride, pad_h, pad_w, x_zero, 0, P, xs);
+            }
+            for (int32_t o = 0; o < rows; o++) {
+                const float *go = g + o * P;
+                for (int32_t k = 0; k < TT_QGRAD_WG_CH; k++) acc[k] = 0.0f;
+                if (P == tile) {
+                    tt_g_dot8(acc, xs, go, P);
+                } else {
+                    for (int32_t p0 = 0; p0 < P; p0 += tile) {
+                        int32_t n = tt_g_min(tile, P - p0);
+                        tt_g_wg_tile(x, C, H, W, Wo, c0, ky, kx, stride, pad_h, pad_w, x_zero, p0,
+                                     n, xs);
+                        tt_g_dot8(acc, xs, go + p0, n);
+                    }
+                }
+                float f = factor[o];
+                int32_t e = o * K + c0 * taps + t;
+                for (int32_t k = 0; k < nc; k++, e += taps) {
+                    tt_g_apply(mode, acc[k], f, lr, w, w_new, e, counter_salt);
+                }
+            }
+        }
+    }
+}
+
+/* Weight elements of rows >= `rows` unchanged (a copy unless the update runs in place). */
+static inline void tt_g_update_rest(const void *w, void *w_new, int32_t mode, int32_t O,
+                                    int32_t rows, int32_t K)
+{
+    if (mode == TT_QGRAD_MASTER || w == w_new || rows >= O) return; /* master: rows only */
+    memcpy((int8_t *)w_new + rows * K, (const int8_t *)w + rows * K, (size_t)(O - rows) * K);
+}
+
+/* The fused update of a conv's int8 weight (or its fp32 master): groups = 1, any kernel, or
+ * depthwise 3x3 (groups = C = O, stride 1 or 2). x int8 (1, C, H, W), g float (1, O, Ho, Wo);
+ * w / w_new int8 (O, C / groups, kh, kw) (master: float (rows, ...)); factor float (rows,);
+ * counter: the stochastic rounding's step counter (else unused). w_new may be w (in place:
+ * each element is read before its own write, never after). scratch: TT_QGRAD_UPDATE_SCRATCH(P)
+ * or TT_QGRAD_UPDATE_DW3X3_SCRATCH(W, pad_w) bytes. */
+static inline void tt_g_update(const int8_t *x, const float *g, const void *w,
+                               const float *factor, const int32_t *counter, void *w_new,
+                               int32_t C, int32_t H, int32_t W, int32_t O, int32_t rows,
+                               int32_t kh, int32_t kw, int32_t stride, int32_t pad_h,
+                               int32_t pad_w, int32_t groups, int32_t x_zero, int32_t mode,
+                               float lr, uint32_t salt, void *scratch)
+{
+    uint32_t counter_salt = mode == TT_QGRAD_STOCHASTIC
+                                ? (uint32_t)counter[0] * 0x85EBCA77u + salt : 0u;
+    if (groups == 1) {
+        tt_g_update_conv(x, g, w, factor, w_new, C, H, W, rows, kh, kw, stride, pad_h, pad_w,
+                         x_zero, mode, lr, counter_salt, (float *)scratch);
+        tt_g_update_rest(w, w_new, mode, O, rows, C * kh * kw);
+        return;
+    }
+    int32_t Ho = (H + 2 * pad_h - 3) / stride + 1, Wo = (W + 2 * pad_w - 3) / stride + 1;
+    for (int32_t c = 0; c < rows; c++) {
+        float sums[9];
+        tt_g_dw3x3_sums(x + c * H * W, g + c * Ho * Wo, H, W, stride, pad_h, pad_w, x_zero,
+                        (float *)scratch, sums);
+        for (int32_t k = 0; k < 9; k++) {
+            tt_g_apply(mode, sums[k], factor[c], lr, w, w_new, 9 * c + k, counter_salt);
+        }
+    }
+    tt_g_update_rest(w, w_new, mode, O, rows, 9);
+}
+
+/* The three entry points, one per rounding (their buffers are the naive kernels'). */
+static inline void tt_qgrad_update_round(const int8_t *x, const float *g, const int8_t *w,
+                                         const float *factor, int8_t *w_new, int32_t C,
+                                         int32_t H, int32_t W, int32_t O, int32_t rows,
+                                         int32_t kh, int32_t kw, int32_t stride, int32_t pad_h,
+                                         int32_t pad_w, int32_t groups, int32_t x_zero, float lr,
+                                         void *scratch)
+{
+    tt_g_update(x, g, w, factor, 0, w_new, C, H, W, O, rows, kh, kw, stride, pad_h, pad_w,
+                groups, x_zero, TT_QGRAD_ROUND, lr, 0u, scratch);
+}
+
+static inline void tt_qgrad_update_stochastic(const int8_t *x, const float *g, const int8_t *w,
+                                              const float *factor, const int32_t *counter,
+                                              int8_t *w_new, int32_t C, int32_t H, int32_t W,
+                                              int32_t O, int32_t rows, int32_t kh, int32_t kw,
+                                              int32_t stride, int32_t pad_h, int32_t pad_w,
+                                              int32_t groups, int32_t x_zero, float lr,
+                                              uint32_t salt, void *scratch)
+{
+    tt_g_update(x, g, w, factor, counter, w_new, C, H, W, O, rows, kh, kw, stride, pad_h, pad_w,
+                groups, x_zero, TT_QGRAD_STOCHASTIC, lr, salt, scratch);
+}
+
+static inline void tt_qgrad_update_master(const int8_t *x, const float *g, const float *master,
+                                          const float *factor, float *master_new, int32_t C,
+                                          int32_t H, int32_t W, int32_t O, int32_t rows,
+                                          int32_t kh, int32_t kw, int32_t stride, int32_t pad_h,
+                                          int32_t pad_w, int32_t groups, int32_t x_zero,
+                                          float lr, void *scratch)
+{
+    tt_g_update(x, g, master, factor, 0, master_new, C, H, W, O, rows, kh, kw, stride, pad_h,
+                pad_w, groups, x_zero, TT_QGRAD_MASTER, lr, 0u, scratch);
 }
 
 #endif /* TT_QGRAD_H */

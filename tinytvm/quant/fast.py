@@ -13,7 +13,10 @@ Coverage (everything else keeps its naive ``qops`` kernel):
 - ``qconv2d`` with groups = 1, any kernel, stride and padding -> ``tt_qconv_im2col``
   (1x1 pointwise convs take a 4x4 SIMD transpose fast path);
 - ``qconv2d`` depthwise (groups = C = O) 3x3, stride 1 or 2, any padding -> ``tt_qconv_dw3x3``;
-- ``qclassifier`` with int8 logits -> ``tt_qconv_im2col`` over a 1x1 input.
+- ``qclassifier`` with int8 logits -> ``tt_qconv_im2col`` over a 1x1 input;
+- ``qexpand_depthwise`` (fuse_expand.py), depthwise k x k with k <= 7 -> ``tt_qconv_expand_dw``;
+- ``weight_grad_update`` (qupdate.py), groups = 1 or depthwise 3x3 -> ``tt_qgrad_update_*``;
+- the ``qgrad`` backward kernels -> ``tt_qgrad.h`` (see below).
 
 Requires: a module whose conv kernels come from ``qops`` (``"tt.op"`` attributes).
 Guarantees: every ``call_tir`` computes the same bits as before (tests/test_fast_kernels.py);
@@ -38,6 +41,10 @@ ACC_S8, ACC_F32, BIAS = "tt_qgrad_acc_s8", "tt_qgrad_acc_f32", "tt_qgrad_bias"
 WEIGHT, WEIGHT_DW3X3 = "tt_qgrad_weight", "tt_qgrad_weight_dw3x3"
 DATA, DATA_DW3X3 = "tt_qgrad_data", "tt_qgrad_data_dw3x3"
 WEIGHT_SCRATCH_BYTES = 4 * 8 * 30  # TT_QGRAD_WEIGHT_SCRATCH
+EXPAND_DW = "tt_qconv_expand_dw"
+UPDATES = {"round": "tt_qgrad_update_round", "stochastic": "tt_qgrad_update_stochastic",
+           "master": "tt_qgrad_update_master"}
+UPDATE_PIX = 64  # TT_QGRAD_WU_PIX
 # relax's OpPatternKind.kOpaque: a call_extern body looks element-wise to AnnotateTIROpPattern,
 # which would let aot write the output over a same-shaped input (tinytvm.aot._reuse_dying_inputs)
 OPAQUE = 8
@@ -131,6 +138,8 @@ def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
         return None  # an in-place kernel (tinytvm/quant/inplace.py) keeps its memory saving
     if op in _GRADIENTS and "tt.fast" not in func.attrs:
         return _GRADIENTS[op](func)
+    if op in _FUSED and "tt.fast" not in func.attrs:
+        return _FUSED[op](func)
     if op not in ("qconv2d", "qclassifier") or "tt.fast" in func.attrs:
         return None
     x, w, *_, y = func.params  # Buffers: (x, weight, bias, scale, y)
@@ -258,27 +267,86 @@ _GRADIENTS = {"qconv2d_weight_grad": _fast_weight_grad, "qconv2d_data_grad": _fa
 
 
 @functools.cache
-def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int, ...],
-            scratch_bytes: int) -> tirx.PrimFunc:
-    """``naive``'s signature and attributes (+ "tt.fast"), the body one call of the C function
-    ``name(buffers..., *args[, scratch])``; the scratch is a local int32 buffer."""
+def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int | float, ...],
+            scratch_bytes: int, extra_attrs: tuple[tuple[str, int], ...] = ()) -> tirx.PrimFunc:
+    """``naive``'s signature and attributes (+ "tt.fast", + ``extra_attrs``), the body one call
+    of the C function ``name(buffers..., *args[, scratch])``; the scratch is a local int32
+    buffer. A float in ``args`` is passed as a float32 immediate, printed by TVM's C codegen
+    exactly as the naive kernel prints the same constant."""
     buffers = list(naive.params)
     scratch = []
     if scratch_bytes:
         scratch = [tirx.decl_buffer(((scratch_bytes + 3) // 4,), "int32", "scratch")]
-    call = tirx.call_extern("int32", name, *[b.data for b in buffers], *args,
+    values = [tirx.const(a, "float32") if isinstance(a, float) else a for a in args]
+    call = tirx.call_extern("int32", name, *[b.data for b in buffers], *values,
                             *[b.data for b in scratch])
     regions = [tirx.BufferRegion(b, [tvm.ir.Range(0, d) for d in b.shape]) for b in buffers]
     root = s_tir.stmt.SBlock([], regions[:-1], regions[-1:], "root", tirx.Evaluate(call),
                              alloc_buffers=scratch)
     body = s_tir.stmt.SBlockRealize([], True, root)
-    attrs = {**dict(naive.attrs), "tt.fast": name}
+    attrs = {**dict(naive.attrs), "tt.fast": name, **dict(extra_attrs)}
     if name not in (ACC_S8, ACC_F32):  # the element-wise ones may run in place, no other
+        # (weight_grad_update still writes over its weight: tinytvm.aot keys that on the
+        # kernel's name, which use_fast_kernels keeps)
         attrs["op_pattern"] = OPAQUE
     fast = tirx.PrimFunc(buffers, body, ret_type=naive.ret_type,
                          attrs=tvm.ir.make_node("ir.DictAttrs", **attrs))
     _check_same_signature(fast, naive)
     return fast
+
+
+# ---- fused kernels: expansion + depthwise (fuse_expand.py), gradient + update (qupdate.py) ---
+
+
+def expand_dw_scratch_bytes(channels: int, width: int, kernel: int, pad_w: int) -> int:
+    """TT_QCONV_EXPAND_DW_SCRATCH(C, W, k, pad_w): the packed expansion weights and a ring of
+    k padded int16 rows (the naive kernel's H x W int8 plane is not needed)."""
+    return 4 * ((channels + 1) // 2) + 2 * kernel * ((width + 2 * pad_w + 3) // 2 * 2)
+
+
+def _fast_expand_depthwise(func):
+    x, _, w2, *_ = func.params
+    _, c, h, w = _shape(x)
+    e, _, kh, kw = _shape(w2)
+    if kh != kw or not 1 <= kh <= 7:
+        return None
+    a = func.attrs
+    ph, pw = (int(p) for p in a["tt.padding"])
+    zeros = [int(a[k]) for k in ("tt.x_zero", "tt.expand_y_zero", "tt.depthwise_x_zero",
+                                 "tt.y_zero")]
+    args = (c, h, w, e, kh, int(a["tt.stride"]), ph, pw, *zeros)
+    scratch = expand_dw_scratch_bytes(c, w, kh, pw)
+    return _extern(func, EXPAND_DW, args, scratch, (("tt.scratch_bytes", scratch),))
+
+
+def update_scratch_bytes(g: ConvGeometry) -> int:
+    """TT_QGRAD_UPDATE_SCRATCH(P) (groups = 1) or TT_QGRAD_UPDATE_DW3X3_SCRATCH(W, pad_w)."""
+    if g.groups == 1:
+        return 4 * 8 * min(g.out_hw[0] * g.out_hw[1], UPDATE_PIX)
+    return weight_dw3x3_scratch_bytes(g)
+
+
+def _fast_weight_grad_update(func):
+    a = func.attrs
+    if "tt.lr" not in a:
+        return None
+    x, g_acc, target, factor, *_ = func.params
+    rows = _shape(factor)[0]
+    o = _shape(g_acc)[1]
+    geom = _geometry(func, _shape(x), o, _shape(target)[1:])
+    if geom.groups != 1 and not _dw3x3(geom):
+        return None
+    (h, w), (kh, kw), (ph, pw) = geom.in_hw, geom.kernel, geom.padding
+    rounding = str(a["tt.rounding"])
+    salt = int(a["tt.salt"]) & 0xFFFFFFFF
+    salt = (salt - 2**32 if salt >= 2**31 else salt,) if rounding == "stochastic" else ()
+    args = (geom.in_channels, h, w, o, rows, kh, kw, geom.stride, ph, pw, geom.groups,
+            int(a["tt.x_zero"]), float(a["tt.lr"]), *salt)
+    return _extern(func, UPDATES[rounding], args, update_scratch_bytes(geom))
+
+
+_FUSED = {"qexpand_depthwise": _fast_expand_depthwise,
+          "weight_grad_update": _fast_weight_grad_update}
 
 
 def use_fast_kernels(mod: tvm.IRModule) -> tvm.IRModule:

@@ -144,7 +144,10 @@ def weight_grad_update(g: ConvGeometry, x_zero: int, rows: int, rounding: str, d
     target_shape, target_dtype = (rows_shape, "float32") if rounding == "master" else (
         w_shape, dtype)
     rate = tirx.const(float(lr), "float32")
-    attrs = {"tt.op": "weight_grad_update", "tt.rounding": rounding}
+    attrs = {"tt.op": "weight_grad_update", "tt.rounding": rounding,
+             # what tinytvm.quant.fast needs to call the same computation in C
+             "tt.stride": s, "tt.padding": [ph, pw], "tt.groups": g.groups,
+             "tt.x_zero": int(x_zero), "tt.lr": float(lr), "tt.salt": int(salt)}
 
     def channel(o, c):
         return o // opg * cin + c if g.groups > 1 else c
