@@ -363,7 +363,6 @@ def whole_step(work: Path, fast: bool) -> dict:
     from tinytvm.harness import Dataset, run_training
     from tinytvm.models.paper import load_paper_model
     from tinytvm.pipeline import default_passes
-    from tinytvm.quant.fast import UseFastKernels
     from tinytvm.quant.paper_import import paper_to_relax, with_new_head
     from tinytvm.sparse import UpdateScheme
 
@@ -373,7 +372,7 @@ def whole_step(work: Path, fast: bool) -> dict:
                           rng.normal(0, 0.1, 10))
     train = tinytvm.TrainConfig(lr=0.01, update=UpdateScheme(**PAPER_SCHEME),
                                 int8_update="round")
-    passes = default_passes(train) + [UseFastKernels()] if fast else None
+    passes = default_passes(train, fast_kernels=fast)
     art = tinytvm.build(paper_to_relax(model, logits="float32"), target="mps2-an500",
                         train=train, passes=passes, stack_bytes=8192)
     x = rng.integers(-128, 128, (3, 1, 3, 128, 128)).astype(np.int8)

@@ -10,6 +10,7 @@ from .fuse_gradient_update import FuseGradientUpdate
 from .pack_saved_masks import PackSavedMasks
 from .inplace_depthwise import InplaceDepthwise
 from .frozen_prefix_fp32 import FrozenPrefixFp32
+from tinytvm.quant.fast import UseFastKernels  # the pass lives with its kernels
 from .gradients import GRADIENT_RULES, gradient_rule, register_gradient
 from .normalize_head import NormalizeHead
 from .qas import QuantizationAwareScaling
@@ -17,4 +18,4 @@ from .reorder import ReorderForMemory
 from .sgd import AppendSGD
 
 __all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FrozenPrefixFp32", "FuseExpandDepthwise", "FuseGradientUpdate", "FuseClip", "GRADIENT_RULES", "InplaceDepthwise", "Normalize1DHead",
-           "NormalizeHead", "PackSavedMasks", "QuantizationAwareScaling", "ReorderForMemory", "gradient_rule", "register_gradient"]
+           "NormalizeHead", "PackSavedMasks", "QuantizationAwareScaling", "ReorderForMemory", "UseFastKernels", "gradient_rule", "register_gradient"]

@@ -324,7 +324,7 @@ def _tiny_training_builds(target: str, rounding: str = "master"):
     mod = paper_to_relax(model, logits="float32")
     train = tinytvm.TrainConfig(lr=0.05, int8_update=rounding)
     # without FuseGradientUpdate, so the weight-gradient kernels exist to be swapped
-    passes = [p for p in tinytvm.pipeline.default_passes(train)
+    passes = [p for p in tinytvm.pipeline.default_passes(train, fast_kernels=False)
               if p.info.name != "FuseGradientUpdate"]
     naive = tinytvm.build(mod, target=target, train=train, passes=passes)
     fast = tinytvm.build(mod, target=target, train=train, passes=passes + [UseFastKernels()])
@@ -571,7 +571,6 @@ def _sparse_training_builds(target: str, rounding: str):
     with a sparse scheme: the frozen prefix runs qexpand_depthwise, the trained convs
     weight_grad_update (a partial one among them)."""
     from tinytvm.models.int8_random import tiny_int8_model
-    from tinytvm.quant.fast import UseFastKernels
     from tinytvm.quant.paper_import import paper_to_relax, with_new_head
     from tinytvm.sparse import UpdateScheme
 
@@ -582,9 +581,9 @@ def _sparse_training_builds(target: str, rounding: str):
     mod = paper_to_relax(model, logits="float32")
     train = tinytvm.TrainConfig(lr=0.02, int8_update=rounding,
                                 update=UpdateScheme(**SPARSE_SCHEME))
-    passes = tinytvm.pipeline.default_passes(train) + [UseFastKernels()]
-    naive = tinytvm.build(mod, target=target, train=train)
-    fast = tinytvm.build(mod, target=target, train=train, passes=passes)
+    naive = tinytvm.build(mod, target=target, train=train,
+                          passes=tinytvm.pipeline.default_passes(train, fast_kernels=False))
+    fast = tinytvm.build(mod, target=target, train=train)  # the default: fast kernels
     kinds = set(re.findall(r"^  (tt_q\w+)\(", fast.sources["model.c"], re.MULTILINE))
     assert {"tt_qconv_expand_dw", f"tt_qgrad_update_{rounding}"} <= kinds
     updates = re.findall(r"^  tt_k_weight_grad_update\w*\((.*)\);$", fast.sources["model.c"],
@@ -626,3 +625,13 @@ def test_fast_sparse_training_step_in_qemu_equals_host(tmp_path):
     qemu = run_training(fast, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu")
     assert len(host.losses) == 3 and np.isfinite(host.losses).all()
     np.testing.assert_array_equal(qemu.losses.view(np.uint32), host.losses.view(np.uint32))
+
+
+def test_fixed_point_kernels_are_not_swapped():
+    """The micro-kernels rescale in float32: TFLite-style fixed-point kernels keep their TIR."""
+    from tinytvm.quant import qgrad, qops
+    from tinytvm.quant.fast import fast_version
+
+    assert fast_version(qops.qconv2d_fixed((1, 8, 6, 6), (16, 8, 1, 1))) is None
+    assert fast_version(qgrad.accumulator_grad(16, (6, 6), "int8", False, "fixed")) is None
+    assert fast_version(qops.qconv2d((1, 8, 6, 6), (16, 8, 1, 1))) is not None

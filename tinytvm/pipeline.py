@@ -55,12 +55,21 @@ MEMORY_PASSES = ("PackSavedMasks", "FuseGradientUpdate", "FuseExpandDepthwise",
                  "InplaceDepthwise", "FrozenPrefixFp32")
 
 
-def default_passes(train) -> list[tvm.transform.Pass]:
-    """The graph passes `build` runs for a TrainConfig (None: inference only), in order."""
+def speed() -> list[tvm.transform.Pass]:
+    return [
+        # int8: the Cortex-M7 micro-kernels (runtime_c/kernels/), bit-exact with the TIR ones
+        passes.UseFastKernels(),
+    ]
+
+
+def default_passes(train, fast_kernels: bool = True) -> list[tvm.transform.Pass]:
+    """The graph passes `build` runs for a TrainConfig (None: inference only), in order;
+    `fast_kernels=False` keeps every kernel as TVM's TIR (the reference for the fast ones)."""
+    tail = memory() + (speed() if fast_kernels else [])
     if train is None:
-        return canonicalize() + memory()
+        return canonicalize() + tail
     return canonicalize() + training(train.trainable, train.lr, train.momentum, train.update,
-                                     train.qas, train.int8_update) + memory()
+                                     train.qas, train.int8_update) + tail
 
 
 def pass_names(pass_list) -> list[str]:

@@ -136,6 +136,8 @@ def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     op = tt_op(func)
     if "tt.inplace_input" in func.attrs:
         return None  # an in-place kernel (tinytvm/quant/inplace.py) keeps its memory saving
+    if str(func.attrs.get("tt.requant", "float32")) != "float32":
+        return None  # the micro-kernels rescale in float32; fixed-point kernels stay TIR
     if op in _GRADIENTS and "tt.fast" not in func.attrs:
         return _GRADIENTS[op](func)
     if op in _FUSED and "tt.fast" not in func.attrs:
