@@ -46,7 +46,7 @@ def main():
     console.print(str(art.memory))
 
     (x, y), (ex, ey) = digits_rgb(args.steps, 2, seed=3)
-    quantize = lambda images: np.stack([paper.quantize_input(model, im) for im in images])  # noqa: E731
+    quantize = lambda images: np.stack([paper.quantize_input(model, im) for im in images])
     train, evaluation = Dataset.int8(quantize(x), y), Dataset.int8(quantize(ex), ey)
     with console.status(f"training {args.steps} steps on the Cortex-M7 (QEMU)..."):
         device = run_training(art, train, evaluation, args.steps, where="qemu", timeout=3600)

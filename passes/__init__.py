@@ -1,21 +1,39 @@
 """tinytvm's compiler passes, one per file (imported as `tinytvm.passes`)."""
 
+from tinytvm.quant.fast import UseFastKernels  # the pass lives with its kernels
+
 from . import int8_gradients  # noqa: F401  (registers the int8 kernels' rules)
 from .autodiff import Autodiff
 from .conv1d import Normalize1DHead
 from .fold_batchnorm import FoldBatchNorm
+from .frozen_prefix_fp32 import FrozenPrefixFp32
 from .fuse_clip import FuseClip
 from .fuse_expand_depthwise import FuseExpandDepthwise
 from .fuse_gradient_update import FuseGradientUpdate
-from .pack_saved_masks import PackSavedMasks
-from .inplace_depthwise import InplaceDepthwise
-from .frozen_prefix_fp32 import FrozenPrefixFp32
-from tinytvm.quant.fast import UseFastKernels  # the pass lives with its kernels
 from .gradients import GRADIENT_RULES, gradient_rule, register_gradient
+from .inplace_depthwise import InplaceDepthwise
 from .normalize_head import NormalizeHead
+from .pack_saved_masks import PackSavedMasks
 from .qas import QuantizationAwareScaling
 from .reorder import ReorderForMemory
 from .sgd import AppendSGD
 
-__all__ = ["AppendSGD", "Autodiff", "FoldBatchNorm", "FrozenPrefixFp32", "FuseExpandDepthwise", "FuseGradientUpdate", "FuseClip", "GRADIENT_RULES", "InplaceDepthwise", "Normalize1DHead",
-           "NormalizeHead", "PackSavedMasks", "QuantizationAwareScaling", "ReorderForMemory", "UseFastKernels", "gradient_rule", "register_gradient"]
+__all__ = [
+           "GRADIENT_RULES",
+           "AppendSGD",
+           "Autodiff",
+           "FoldBatchNorm",
+           "FrozenPrefixFp32",
+           "FuseClip",
+           "FuseExpandDepthwise",
+           "FuseGradientUpdate",
+           "InplaceDepthwise",
+           "Normalize1DHead",
+           "NormalizeHead",
+           "PackSavedMasks",
+           "QuantizationAwareScaling",
+           "ReorderForMemory",
+           "UseFastKernels",
+           "gradient_rule",
+           "register_gradient",
+]

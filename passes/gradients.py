@@ -9,7 +9,7 @@ through `register_gradient` without touching the autodiff pass.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tvm
 from tvm import relax

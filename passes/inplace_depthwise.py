@@ -16,7 +16,11 @@ import tvm
 from tvm import relax
 
 from tinytvm.ir import FunctionView, op_name, rewrite_functions, shape_of
-from tinytvm.quant.inplace import depthwise_data_grad_inplace, is_depthwise, qdepthwise_inplace
+from tinytvm.quant.inplace import (
+    depthwise_data_grad_inplace,
+    is_depthwise,
+    qdepthwise_inplace,
+)
 from tinytvm.quant.qops import ConvGeometry, tt_op
 
 
@@ -36,7 +40,7 @@ def _replacement(prim, args):
         if is_depthwise(g):
             return qdepthwise_inplace(g, int(prim.attrs["tt.x_zero"]), int(prim.attrs["tt.y_zero"]))
     if op == "qconv2d_data_grad" and "tt.stride" in prim.attrs:
-        g_acc, weight = args
+        weight = args[1]  # (g_acc, weight)
         x_shape = tuple(int(s) for s in prim.params[-1].shape)
         g = _geometry(prim, x_shape, shape_of(weight))
         if is_depthwise(g) and g.stride == 1 and g.out_hw == g.in_hw:

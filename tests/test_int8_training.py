@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import tvm
 import torch.nn.functional as F
+import tvm
 
 import tinytvm
 from tinytvm.harness import Dataset, run_training
