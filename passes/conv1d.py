@@ -9,10 +9,10 @@ Nothing here is imported by the compiler core; importing `tinytvm.passes` regist
 
 from __future__ import annotations
 
-from tinytvm.passes.gradients import gradient_rule, register_gradient
 from tvm import relax
 
 from tinytvm.ir import FunctionView, op_name, shape_of
+from tinytvm.passes.gradients import gradient_rule, register_gradient
 
 
 def _lift(bb, expr, name):

@@ -15,6 +15,7 @@ from tvm import relax
 from tinytvm.errors import UnsupportedModelError
 from tinytvm.ir import FunctionView, bind, drop_unused_weights, op_name, tensor_var
 
+
 CONVS = ("relax.nn.conv2d", "relax.nn.conv1d")
 
 

@@ -9,7 +9,7 @@ through `register_gradient` without touching the autodiff pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Callable
 
 import tvm
 from tvm import relax
