@@ -27,13 +27,14 @@ the weight gradient + update of the trained convs (``weight_grad_update`` vs
 ``whole_step`` counts a whole MobileNetV2-w0.35 training
 step at 128x128 with the paper's sparse scheme, naive and fast (see its docstring).
 
-Rerun: ``python benchmarks/kernels.py`` (``--no-step`` skips the whole-step count, ~1 min).
+Rerun: ``python benchmarks/kernels.py`` (``--no-step`` skips the whole-step count, ~1 min;
+``--only forward|backward|fused|step`` runs one table).
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -387,7 +388,30 @@ def whole_step(work: Path, fast: bool) -> dict:
             "eval_only": counts[0], "losses": losses}
 
 
-def main():
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description="QEMU instructions per MAC, naive vs fast kernels")
+    ap.add_argument("--no-step", action="store_true", help="skip the whole-step count (~1 min)")
+    ap.add_argument("--only", choices=("forward", "backward", "fused", "step"),
+                    help="run only this table")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    opts = parse_args(argv)
+    console = Console(width=150)
+
+    def want(part):
+        return opts.only is None or opts.only == part
+
+    if want("forward"):
+        forward_table(console)
+    if want("backward") or want("fused"):
+        backward_fused_tables(console, want("backward"), want("fused"))
+    if want("step") and not opts.no_step:
+        step_tables(console)
+
+
+def forward_table(console):
     table = Table(title="int8 conv, one call, QEMU mps2-an500 (Cortex-M7) instructions per MAC")
     for col in ("shape", "MACs", "naive qops", "fast", "speed-up", "CMSIS-NN (issue)",
                 "TVM (issue)", "bit-exact host+QEMU"):
@@ -410,31 +434,45 @@ def main():
             table.add_row(shape.name, f"{macs:,}", f"{naive:.2f}", f"{fast:.2f}",
                           f"{naive / fast:.1f}x", f"{shape.cmsis:.2f}", f"{shape.tvm:.2f}",
                           "yes" if exact else "NO")
-    console = Console(width=150)
     console.print(table)
     for name, runs in checks:
         parts = ", ".join(f"{k}: QEMU {q} host {h}" for k, (_, q, h) in runs.items())
         console.print(f"output hash {name}: {parts}")
+
+
+def backward_fused_tables(console, backward=True, fused=True):
     with tempfile.TemporaryDirectory(prefix="tinytvm-gbench-") as tmp:
-        grad_table = Table(title="int8 training backward kernels, one call, QEMU instructions "
-                                 "per MAC (bias / acc: per output element)")
-        for col in ("shape", "kernel", "MACs / elements", "naive qgrad", "fast", "speed-up",
-                    "bit-exact host+QEMU"):
-            grad_table.add_column(col, justify="right")
-        for name, kind, units, naive, fast, exact in grad_rows(Path(tmp)):
-            grad_table.add_row(name, kind, f"{units:,}", f"{naive:.2f}", f"{fast:.2f}",
-                               f"{naive / fast:.1f}x", "yes" if exact else "NO")
-        console.print(grad_table)
-        fused_table = Table(title="fused int8 kernels, one call, QEMU instructions per MAC")
-        for col in ("shape", "kernel", "MACs", "naive", "fast", "speed-up",
-                    "bit-exact host+QEMU"):
-            fused_table.add_column(col, justify="right")
-        for name, kind, macs, naive, fast, exact in fused_rows(Path(tmp)):
-            fused_table.add_row(name, kind, f"{macs:,}", f"{naive:.2f}", f"{fast:.2f}",
-                                f"{naive / fast:.1f}x", "yes" if exact else "NO")
-        console.print(fused_table)
-        if "--no-step" in sys.argv:
-            return
+        if backward:
+            _backward_table(console, Path(tmp))
+        if fused:
+            _fused_table(console, Path(tmp))
+
+
+def _backward_table(console, tmp):
+    grad_table = Table(title="int8 training backward kernels, one call, QEMU instructions "
+                             "per MAC (bias / acc: per output element)")
+    for col in ("shape", "kernel", "MACs / elements", "naive qgrad", "fast", "speed-up",
+                "bit-exact host+QEMU"):
+        grad_table.add_column(col, justify="right")
+    for name, kind, units, naive, fast, exact in grad_rows(tmp):
+        grad_table.add_row(name, kind, f"{units:,}", f"{naive:.2f}", f"{fast:.2f}",
+                           f"{naive / fast:.1f}x", "yes" if exact else "NO")
+    console.print(grad_table)
+
+
+def _fused_table(console, tmp):
+    fused_table = Table(title="fused int8 kernels, one call, QEMU instructions per MAC")
+    for col in ("shape", "kernel", "MACs", "naive", "fast", "speed-up",
+                "bit-exact host+QEMU"):
+        fused_table.add_column(col, justify="right")
+    for name, kind, macs, naive, fast, exact in fused_rows(tmp):
+        fused_table.add_row(name, kind, f"{macs:,}", f"{naive:.2f}", f"{fast:.2f}",
+                            f"{naive / fast:.1f}x", "yes" if exact else "NO")
+    console.print(fused_table)
+
+
+def step_tables(console):
+    with tempfile.TemporaryDirectory(prefix="tinytvm-sbench-") as tmp:
         steps = {kind: whole_step(Path(tmp), kind == "fast") for kind in ("naive", "fast")}
     step_table = Table(title="MobileNetV2-w0.35 128x128, paper sparse scheme: one training "
                              "step, QEMU instructions")

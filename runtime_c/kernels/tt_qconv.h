@@ -72,6 +72,24 @@ static inline uint32_t tt_q_pack16(int32_t lo, int32_t hi)
 static inline uint32_t tt_q_pkhbt(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
 /* (hi16 of b, hi16 of a) packed: PKHTB a, b, ASR #16 */
 static inline uint32_t tt_q_pkhtb(uint32_t a, uint32_t b) { return (a & 0xFFFF0000u) | (b >> 16); }
+/* The same, forced to one PKHBT / PKHTB on the DSP path (GCC does not always find them). */
+#if TT_QCONV_DSP
+static inline uint32_t tt_q_pkhbt_i(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t tt_q_pkhtb_i(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+#define tt_q_pkhbt_i tt_q_pkhbt
+#define tt_q_pkhtb_i tt_q_pkhtb
+#endif
 
 #if TT_QCONV_DSP
 static inline uint32_t tt_q_sxtb16(uint32_t v) { return (uint32_t)__sxtb16((int32_t)v); }
@@ -170,6 +188,43 @@ static inline int8_t tt_q_requant_summed(int32_t acc_plus_bias, float scale, int
     return tt_q_round_clamp((float)acc_plus_bias * scale, y_zero);
 }
 
+/* y[0..3] = tt_q_requant_summed(a0..a3, scale, y_zero): the same operations, with the four
+ * values moving between the integer and float registers two at a time. */
+static inline void tt_q_requant4_summed(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                                        float scale, int32_t y_zero, int8_t *y)
+{
+#if TT_QCONV_DSP && defined(__ARM_FP)
+    __asm__("vmov          s0, s1, %[a0], %[a1]\n\t"
+            "vmov          s2, s3, %[a2], %[a3]\n\t"
+            "vcvt.f32.s32  s0, s0\n\t"
+            "vcvt.f32.s32  s1, s1\n\t"
+            "vcvt.f32.s32  s2, s2\n\t"
+            "vcvt.f32.s32  s3, s3\n\t"
+            "vmul.f32      s0, s0, %[s]\n\t"
+            "vmul.f32      s1, s1, %[s]\n\t"
+            "vmul.f32      s2, s2, %[s]\n\t"
+            "vmul.f32      s3, s3, %[s]\n\t"
+            "vcvtr.s32.f32 s0, s0\n\t"
+            "vcvtr.s32.f32 s1, s1\n\t"
+            "vcvtr.s32.f32 s2, s2\n\t"
+            "vcvtr.s32.f32 s3, s3\n\t"
+            "vmov          %[a0], %[a1], s0, s1\n\t"
+            "vmov          %[a2], %[a3], s2, s3\n\t"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+            : [s] "t"(scale)
+            : "s0", "s1", "s2", "s3");
+    y[0] = (int8_t)__ssat(__qadd(a0, y_zero), 8);
+    y[1] = (int8_t)__ssat(__qadd(a1, y_zero), 8);
+    y[2] = (int8_t)__ssat(__qadd(a2, y_zero), 8);
+    y[3] = (int8_t)__ssat(__qadd(a3, y_zero), 8);
+#else
+    y[0] = tt_q_requant_summed(a0, scale, y_zero);
+    y[1] = tt_q_requant_summed(a1, scale, y_zero);
+    y[2] = tt_q_requant_summed(a2, scale, y_zero);
+    y[3] = tt_q_requant_summed(a3, scale, y_zero);
+#endif
+}
+
 /* Whether the bias may start the int32 accumulator: |acc| <= 255 * 128 * taps, so
  * |bias| + 32640 * taps <= 2**24 keeps every value of qops' float sum an exact integer. */
 static inline int tt_q_bias_in_acc(int32_t bias, int32_t taps)
@@ -199,14 +254,14 @@ static inline void tt_q_cols_1x1(const int8_t *x, int32_t C, int32_t P, int32_t 
         uint32_t o0 = tt_q_sxtab16_ror8(nzz, x0), o1 = tt_q_sxtab16_ror8(nzz, x1);
         uint32_t o2 = tt_q_sxtab16_ror8(nzz, x2), o3 = tt_q_sxtab16_ror8(nzz, x3);
         /* pixel q: word 0 = (c, c+2), word 1 = (c+1, c+3) */
-        col[0] = tt_q_pkhbt(e0, e2);
-        col[1] = tt_q_pkhbt(e1, e3);
-        col[2] = tt_q_pkhbt(o0, o2);
-        col[3] = tt_q_pkhbt(o1, o3);
-        col[4] = tt_q_pkhtb(e2, e0);
-        col[5] = tt_q_pkhtb(e3, e1);
-        col[6] = tt_q_pkhtb(o2, o0);
-        col[7] = tt_q_pkhtb(o3, o1);
+        col[0] = tt_q_pkhbt_i(e0, e2);
+        col[1] = tt_q_pkhbt_i(e1, e3);
+        col[2] = tt_q_pkhbt_i(o0, o2);
+        col[3] = tt_q_pkhbt_i(o1, o3);
+        col[4] = tt_q_pkhtb_i(e2, e0);
+        col[5] = tt_q_pkhtb_i(e3, e1);
+        col[6] = tt_q_pkhtb_i(o2, o0);
+        col[7] = tt_q_pkhtb_i(o3, o1);
     }
 }
 
@@ -234,39 +289,52 @@ static inline void tt_q_col_pixel(const int8_t *x, int32_t C, int32_t H, int32_t
 
 /* The 4 accumulators of output channel row `wr` (K int8 weights) against the 4 columns,
  * each starting at `init`. */
-static inline void tt_q_dot4(const int8_t *wr, int32_t K, int32_t last_row, const tt_q_word *col,
+static inline __attribute__((always_inline)) void tt_q_dot4(const int8_t *wr, int32_t K, int32_t last_row, const tt_q_word *col,
                              int32_t init, int32_t acc[4])
 {
     int32_t a0 = init, a1 = init, a2 = init, a3 = init;
     int32_t groups = K >> 2;
 #if TT_QCONV_DSP
-    /* 17 instructions per 16 MACs; written out because GCC spills a pointer in this loop. */
+    /* 28 instructions per 32 MACs (two tap groups per iteration): the 4 pixels' column words
+     * come in with two LDMs, which need ascending registers, hence the fixed r8, r10-r12. */
     if (groups > 0) {
-        uint32_t wv, wa, c0, c1;
+        register uint32_t c0 __asm__("r8");
+        register uint32_t c1 __asm__("r10");
+        register uint32_t c2 __asm__("r11");
+        register uint32_t c3 __asm__("r12");
+        uint32_t wv, wa;
+#define TT_Q_DOT4_GROUP                                      \
+    "ldr    %[wv], [%[wp]], #4\n\t"                           \
+    "ldmia  %[cp]!, {%[c0], %[c1], %[c2], %[c3]}\n\t"         \
+    "sxtb16 %[wa], %[wv]\n\t"                                 \
+    "sxtb16 %[wv], %[wv], ror #8\n\t"                         \
+    "smlad  %[a0], %[c0], %[wa], %[a0]\n\t"                   \
+    "smlad  %[a0], %[c1], %[wv], %[a0]\n\t"                   \
+    "smlad  %[a1], %[c2], %[wa], %[a1]\n\t"                   \
+    "smlad  %[a1], %[c3], %[wv], %[a1]\n\t"                   \
+    "ldmia  %[cp]!, {%[c0], %[c1], %[c2], %[c3]}\n\t"         \
+    "smlad  %[a2], %[c0], %[wa], %[a2]\n\t"                   \
+    "smlad  %[a2], %[c1], %[wv], %[a2]\n\t"                   \
+    "smlad  %[a3], %[c2], %[wa], %[a3]\n\t"                   \
+    "smlad  %[a3], %[c3], %[wv], %[a3]\n\t"
         __asm__(
+            "lsrs   %[n], %[n], #1\n\t"
+            "bcc    2f\n\t"
+            TT_Q_DOT4_GROUP
+            "2:\n\t"
+            "cbz    %[n], 3f\n\t"
             "1:\n\t"
-            "ldr    %[wv], [%[wp]], #4\n\t"
-            "ldrd   %[c0], %[c1], [%[cp]], #8\n\t"
-            "sxtb16 %[wa], %[wv]\n\t"
-            "sxtb16 %[wv], %[wv], ror #8\n\t"
-            "smlad  %[a0], %[c0], %[wa], %[a0]\n\t"
-            "smlad  %[a0], %[c1], %[wv], %[a0]\n\t"
-            "ldrd   %[c0], %[c1], [%[cp]], #8\n\t"
-            "smlad  %[a1], %[c0], %[wa], %[a1]\n\t"
-            "smlad  %[a1], %[c1], %[wv], %[a1]\n\t"
-            "ldrd   %[c0], %[c1], [%[cp]], #8\n\t"
-            "smlad  %[a2], %[c0], %[wa], %[a2]\n\t"
-            "smlad  %[a2], %[c1], %[wv], %[a2]\n\t"
-            "ldrd   %[c0], %[c1], [%[cp]], #8\n\t"
-            "smlad  %[a3], %[c0], %[wa], %[a3]\n\t"
-            "smlad  %[a3], %[c1], %[wv], %[a3]\n\t"
+            TT_Q_DOT4_GROUP
+            TT_Q_DOT4_GROUP
             "subs   %[n], %[n], #1\n\t"
             "bne    1b\n\t"
+            "3:\n\t"
             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wr),
-              [cp] "+r"(col), [n] "+r"(groups), [wv] "=&r"(wv), [wa] "=&r"(wa),
-              [c0] "=&r"(c0), [c1] "=&r"(c1)
+              [cp] "+r"(col), [n] "+l"(groups), [wv] "=&r"(wv), [wa] "=&r"(wa),
+              [c0] "=&r"(c0), [c1] "=&r"(c1), [c2] "=&r"(c2), [c3] "=&r"(c3)
             :
             : "cc", "memory");
+#undef TT_Q_DOT4_GROUP
     }
 #else
     for (int32_t g = 0; g < groups; g++, wr += 4, col += 8) {
@@ -319,6 +387,10 @@ static inline void tt_qconv_im2col(const int8_t *x, const int8_t *w, const int32
     int pointwise = kh == 1 && kw == 1 && stride == 1 && pad_h == 0 && pad_w == 0;
     uint32_t nzz = ((uint32_t)-x_zero & 0xFFFFu) * 0x10001u;
     memset(scratch, 0, (size_t)Kp * 8);
+    /* Whether every bias may start its accumulator: then full blocks of 4 pixels take a
+     * loop without per-channel tests. */
+    int all_summed = 1;
+    for (int32_t o = 0; o < O; o++) all_summed &= tt_q_bias_in_acc(bias[o], K);
     for (int32_t p0 = 0; p0 < P; p0 += 4) {
         int32_t n = P - p0 < 4 ? P - p0 : 4;
         int32_t c0 = 0;
@@ -326,23 +398,28 @@ static inline void tt_qconv_im2col(const int8_t *x, const int8_t *w, const int32
             tt_q_cols_1x1(x, C, P, p0, nzz, col);
             c0 = C & ~3;
         }
-        for (int32_t q = 0; q < n; q++) {
+        for (int32_t q = 0; q < n && c0 < C; q++) {
             int32_t oy = (p0 + q) / Wo, ox = (p0 + q) % Wo;
             tt_q_col_pixel(x, C, H, W, kh, kw, oy * stride - pad_h, ox * stride - pad_w,
                            x_zero, c0, col16 + 4 * q);
         }
         const int8_t *wr = w;
         int8_t *yp = y + p0;
+        if (n == 4 && all_summed) {
+            for (int32_t o = 0; o < O; o++, wr += K, yp += P) {
+                int32_t acc[4];
+                tt_q_dot4(wr, K, o == O - 1, col, bias[o], acc);
+                tt_q_requant4_summed(acc[0], acc[1], acc[2], acc[3], scale[o], y_zero, yp);
+            }
+            continue;
+        }
         for (int32_t o = 0; o < O; o++, wr += K, yp += P) {
             int32_t acc[4];
             float s = scale[o];
             if (tt_q_bias_in_acc(bias[o], K)) {
                 tt_q_dot4(wr, K, o == O - 1, col, bias[o], acc);
                 if (n == 4) { /* unrolled: the accumulators stay in registers */
-                    yp[0] = tt_q_requant_summed(acc[0], s, y_zero);
-                    yp[1] = tt_q_requant_summed(acc[1], s, y_zero);
-                    yp[2] = tt_q_requant_summed(acc[2], s, y_zero);
-                    yp[3] = tt_q_requant_summed(acc[3], s, y_zero);
+                    tt_q_requant4_summed(acc[0], acc[1], acc[2], acc[3], s, y_zero, yp);
                 } else {
                     for (int32_t q = 0; q < n; q++) {
                         yp[q] = tt_q_requant_summed(acc[q], s, y_zero);
