@@ -300,28 +300,24 @@ def fused_cases(seed: int = 0):
 
 def fused_rows(work: Path):
     """[(shape, kind, MACs, naive instr/MAC, fast instr/MAC, bit-exact)] for the fused kernels."""
-    rows = []
-    for name, kind, naive, fast, inputs, macs in fused_cases():
-        runs = {}
-        for tag, prim in (("naive", naive), ("fast", fast)):
-            src = work / f"f_{tag}.c"
-            src.write_text(grad_program(prim, inputs))
-            runs[tag] = _measure_source(src, work, f"f_{tag}")
-        hashes = {h for _, *hs in runs.values() for h in hs}
-        rows.append((name, kind, macs, runs["naive"][0] / macs, runs["fast"][0] / macs,
-                     len(hashes) == 1))
-    return rows
+    return _naive_vs_fast(work, fused_cases(), "f")
 
 
 def grad_rows(work: Path):
     """[(shape, kind, units, naive instr/unit, fast instr/unit, bit-exact)] for GRAD_SHAPES."""
+    return _naive_vs_fast(work, grad_cases(), "g")
+
+
+def _naive_vs_fast(work: Path, cases, prefix: str):
+    """Each case's naive and fast kernel run on the same inputs: counts per unit, and whether
+    all four output hashes (naive/fast × host/QEMU) agree."""
     rows = []
-    for name, kind, naive, fast, inputs, units in grad_cases():
+    for name, kind, naive, fast, inputs, units in cases:
         runs = {}
         for tag, prim in (("naive", naive), ("fast", fast)):
-            src = work / f"g_{tag}.c"
+            src = work / f"{prefix}_{tag}.c"
             src.write_text(grad_program(prim, inputs))
-            runs[tag] = _measure_source(src, work, f"g_{tag}")
+            runs[tag] = _measure_source(src, work, f"{prefix}_{tag}")
         hashes = {h for _, *hs in runs.values() for h in hs}
         rows.append((name, kind, units, runs["naive"][0] / units, runs["fast"][0] / units,
                      len(hashes) == 1))
