@@ -12,6 +12,8 @@ The C side is tinytvm.build's step run on the host (ctypes) and, once, in QEMU.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -497,8 +499,9 @@ def test_inplace_depthwise_kernels_are_bit_exact_and_share_storage():
 
 
 def _kernel_source(art, kernel: str) -> str:
+    """The definition of one kernel in model.c (not its prototype)."""
     source = art.sources["model.c"]
-    start = source.index(f"tt_k_{kernel}(")
+    start = next(m.start() for m in re.finditer(rf"tt_k_{kernel}\(.*\) {{$", source, re.M))
     return source[start:source.index("\n}", start)]
 
 
@@ -526,3 +529,21 @@ def test_int8_reordered_in_place_plan_is_bit_identical_host_and_qemu(tmp_path):
     reordered_lb, a_host, a_qemu, plain_lb, b_host, b_qemu = runs
     assert a_host == a_qemu == b_host == b_qemu
     assert reordered_lb < plain_lb
+
+
+def test_kernel_scratch_planes_are_planned_in_the_arena():
+    """The channel-by-channel kernels' planes are arena tensors, not stack arrays: the C
+    kernel takes them as a parameter, the plan gives them a one-call lifetime."""
+    from tinytvm.pipeline import default_passes
+
+    model = new_head_model(8)
+    mod = paper_to_relax(model, logits="float32")
+    unfused = [p for p in default_passes(None) if p.info.name != "FuseExpandDepthwise"]
+    art = tinytvm.build(mod, target="host", inference_only=True, passes=unfused)
+    calls = [c for c in art.programs["infer"].calls if "inplace" in c.kernel]
+    assert calls and all(len(c.scratch) == 1 for c in calls)
+    plane = calls[0].scratch[0]
+    buffers = {b.name: b for b in art.memory.functions[0].problem.buffers}
+    assert plane.name in buffers and buffers[plane.name].end - buffers[plane.name].start == 1
+    source = _kernel_source(art, calls[0].kernel)
+    assert "plane[" in source and "int8_t plane[" not in source.split("{", 1)[1]

@@ -54,6 +54,7 @@ class KernelCall:
     kernel: str  # PrimFunc name in the lowered module
     inputs: list[Tensor]
     output: Tensor
+    scratch: list[Tensor] = field(default_factory=list)  # arena buffers live for this call only
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Program:
     def arena_tensors(self) -> list[Tensor]:
         seen, out = set(), []
         for call in self.calls:
-            for t in [*call.inputs, call.output]:
+            for t in [*call.inputs, call.output, *call.scratch]:
                 if t.home.storage == "arena" and id(t.home) not in seen:
                     seen.add(id(t.home))
                     out.append(t.home)
@@ -84,6 +85,8 @@ class Program:
             for t in call.inputs:
                 g.add_edge(t.home.name, i)
             g.add_edge(i, call.output.home.name)
+            for t in call.scratch:  # written and read by this call alone
+                g.add_edge(i, t.home.name)
         g.add_node(len(self.calls), call=None)
         for t in [*self.outputs, *(new for new, _ in self.updates)]:
             g.add_edge(t.home.name, len(self.calls))
@@ -105,8 +108,9 @@ class _Builder:
     """Walks one legalized Relax function and builds its Program."""
 
     def __init__(self, func: relax.Function, weights: dict[str, Tensor], constants: list[Tensor],
-                 kind: str):
+                 kind: str, scratch: dict | None = None):
         self.func, self.weights, self.constants, self.kind = func, weights, constants, kind
+        self.scratch = scratch or {}
         self.tensors: dict[relax.Var, Tensor] = {}
         self.names: set[str] = set()
 
@@ -154,7 +158,10 @@ class _Builder:
                 args = [self.tensor_of(a) for a in value.args[1].fields]
                 out = Tensor(self.unique(var.name), shape_of(var), str(var.ty.dtype), "arena")
                 self.tensors[var] = out
-                calls.append(KernelCall(value.args[0].name_hint, args, out))
+                kernel = value.args[0].name_hint
+                scratch = [Tensor(self.unique(f"{var.name}_scratch"), shape, dtype, "arena")
+                           for shape, dtype in self.scratch.get(kernel, [])]
+                calls.append(KernelCall(kernel, args, out, scratch))
             else:
                 raise UnsupportedModelError(f"cannot emit binding '{var.name}' = {value}")
         result = self.tensors[self.func.body.body]
@@ -200,12 +207,13 @@ def _check_loss_before_updates(program: Program) -> None:
 
 
 def build_program(func, weights, constants, kind, elementwise: set[str] | None = None,
-                  inplace: dict[str, int] | None = None) -> Program:
+                  inplace: dict[str, int] | None = None, scratch: dict | None = None) -> Program:
     """`elementwise`: kernels whose output element i reads element i of every same-shaped input
     (TVM's op patterns kElemWise/kBroadcast); their output may take over a dying input's storage.
     `inplace`: kernels that may write their output over input number k (no larger than it),
-    e.g. the in-place depthwise (tinytvm/quant/inplace.py)."""
-    program = _Builder(func, weights, constants, kind).build()
+    e.g. the in-place depthwise (tinytvm/quant/inplace.py). `scratch`: {kernel: [(shape, dtype)]}
+    of the scratch parameters `lower.lift_scratch` gave it (planned in the arena too)."""
+    program = _Builder(func, weights, constants, kind, scratch).build()
     if elementwise or inplace:
         _reuse_dying_inputs(program, elementwise or set(), inplace or {})
     return program

@@ -144,8 +144,10 @@ def build(model, target: str = "host", train: TrainConfig | None = None, *,
     recorder = PassRecorder(dump_ir)
     mod, lowered, model_ir = _graph(_as_module(model), passes, reorder and not inference_only,
                                     recorder)
-    kernels_c = lower.kernels_to_c(lowered)
-    weights, constants, programs = _programs(lowered, inference_only)
+    prepared = lower.prepare_kernels(lowered)
+    kernels_c = lower.kernels_to_c(prepared, prepared=True)
+    weights, constants, programs = _programs(lowered, inference_only,
+                                             lower.scratch_buffers(prepared))
     functions, offsets = _plan(programs, planner)
     _relax_baselines(functions, lowered)
     report = MemoryReport(
@@ -202,12 +204,13 @@ def plan_memory(model, train: TrainConfig, planner: str = "auto", reorder: bool 
     """The arena plans `build` would make for this model and config, without emitting any C:
     {function name: FunctionMemory}, plus the trainable (SRAM) bytes."""
     _, lowered, _ = _graph(_as_module(model), default_passes(train), reorder, PassRecorder())
-    weights, _, programs = _programs(lowered, False)
+    weights, _, programs = _programs(lowered, False,
+                                     lower.scratch_buffers(lower.prepare_kernels(lowered)))
     functions, _ = _plan(programs, planner)
     return {f.name: f for f in functions}, sum(t.nbytes for t in weights.values() if t.trainable)
 
 
-def _programs(lowered: tvm.IRModule, inference_only: bool):
+def _programs(lowered: tvm.IRModule, inference_only: bool, scratch: dict | None = None):
     """Weights, graph constants and the AOT programs of the lowered functions."""
     constants: list[aot.Tensor] = []
     elementwise = lower.elementwise_kernels(lowered)
@@ -216,14 +219,14 @@ def _programs(lowered: tvm.IRModule, inference_only: bool):
         weights = aot.weight_tensors(lowered["main"], set())
         return weights, constants, {
             "infer": aot.build_program(lowered["main"], weights, constants, "infer", elementwise,
-                                   inplace)}
+                                   inplace, scratch)}
     train_func = lowered["train_step"]
     weights = aot.weight_tensors(train_func, {str(n) for n in train_func.attrs["updates"]})
     return weights, constants, {
         "train_step": aot.build_program(train_func, weights, constants, "train", elementwise,
-                                        inplace),
+                                        inplace, scratch),
         "infer": aot.build_program(lowered["main"], weights, constants, "infer", elementwise,
-                                   inplace),
+                                   inplace, scratch),
     }
 
 

@@ -70,7 +70,8 @@ def function_body(program: Program, offsets: dict[str, int], returns_loss: bool)
     lines = []
     loss = program.outputs[0] if returns_loss else None
     for call in program.calls:
-        args = ", ".join(tensor_ref(t, offsets) for t in [*call.inputs, call.output])
+        args = ", ".join(tensor_ref(t, offsets) for t in [*call.inputs, call.output,
+                                                           *call.scratch])
         lines.append(f"  {kernel_symbol(call.kernel)}({args});")
         if loss is not None and call.output is loss:
             # a NaN/inf loss rejects the step before any weight or state is written

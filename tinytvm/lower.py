@@ -46,6 +46,65 @@ def inplace_kernels(mod: tvm.IRModule) -> dict[str, int]:
             if isinstance(f, tirx.PrimFunc) and f.attrs is not None and INPLACE_ATTR in f.attrs}
 
 
+SCRATCH_ATTR = "tt.scratch_params"  # how many trailing parameters are lifted scratch buffers
+
+
+def prepare_kernels(mod: tvm.IRModule, lift: bool = True) -> tvm.IRModule:
+    """The kernels as they are emitted: temporaries inlined where TVM's schedule can, then
+    every function-level scratch buffer left (AllocBuffer statements at the root of the
+    PrimFunc, more than one element: e.g. the planes of the channel-by-channel kernels) lifted
+    to a trailing parameter, so the AOT planner places it in the arena, not on the C stack."""
+    out = {}
+    for gv, f in mod.functions.items():
+        if isinstance(f, tirx.PrimFunc):
+            name = gv.name_hint
+            if not _in_place(f):  # an in-place kernel's plane is what makes it in-place
+                f = inline_temporaries(tvm.IRModule({name: f}), name)[name]
+            if lift:
+                f = _lift(f)
+        out[gv] = f
+    return tvm.IRModule(out, attrs=mod.attrs)
+
+
+def scratch_buffers(mod: tvm.IRModule) -> dict[str, list[tuple[tuple[int, ...], str]]]:
+    """{kernel: [(shape, dtype) of each lifted scratch parameter]} after `prepare_kernels`."""
+    found = {}
+    for gv, f in mod.functions.items():
+        if isinstance(f, tirx.PrimFunc) and f.attrs is not None and SCRATCH_ATTR in f.attrs:
+            count = int(f.attrs[SCRATCH_ATTR])
+            found[gv.name_hint] = [(tuple(int(d) for d in p.shape), str(p.dtype))
+                                   for p in f.params[len(f.params) - count:]]
+    return found
+
+
+def _lift(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    from tvm.s_tir.stmt import SBlock, SBlockRealize
+
+    realize = func.body
+    if not isinstance(realize, SBlockRealize) or not isinstance(realize.block.body, tirx.SeqStmt):
+        return func
+    block = realize.block
+    lifted = [s for s in block.body.seq if isinstance(s, tirx.AllocBuffer)
+              and _elements(s.buffer) > 1]
+    if not lifted:
+        return func
+    rest = [s for s in block.body.seq if not any(s.same_as(a) for a in lifted)]
+    body = rest[0] if len(rest) == 1 else tirx.SeqStmt(rest)
+    new_block = SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, body,
+                       block.init, block.alloc_buffers, block.match_buffers, block.annotations)
+    new_realize = SBlockRealize(realize.iter_values, realize.predicate, new_block)
+    params = [*func.params, *(a.buffer for a in lifted)]
+    return tirx.PrimFunc(params, new_realize, func.ret_type, func.attrs).with_attr(
+        SCRATCH_ATTR, len(lifted))
+
+
+def _elements(buffer) -> int:
+    n = 1
+    for d in buffer.shape:
+        n *= int(d)
+    return n
+
+
 def _in_place(func: tirx.PrimFunc) -> bool:
     return func.attrs is not None and INPLACE_ATTR in func.attrs
 
@@ -128,14 +187,14 @@ def kernel_symbol(prim_name: str) -> str:
     return f"tt_k_{prim_name}"
 
 
-def kernels_to_c(mod: tvm.IRModule) -> str:
-    """C source of every PrimFunc in `mod`, as `TVM_DLL void tt_k_<name>(T *a, ...)`."""
+def kernels_to_c(mod: tvm.IRModule, prepared: bool = False) -> str:
+    """C source of every PrimFunc in `mod`, as `TVM_DLL void tt_k_<name>(T *a, ...)`
+    (`prepared`: `mod` went through `prepare_kernels` already; otherwise temporaries are
+    inlined here and any scratch stays a local array: each kernel keeps its own signature)."""
+    if not prepared:
+        mod = prepare_kernels(mod, lift=False)
     prims = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
-    # One small module per kernel: a schedule over the whole module costs O(kernels) to create.
-    # (an in-place kernel's scratch plane is what makes it in-place: never inlined away)
-    inlined = {n: prims[n] if _in_place(prims[n]) else
-               inline_temporaries(tvm.IRModule({n: prims[n]}), n)[n] for n in sorted(prims)}
-    unpacked = tvm.IRModule({kernel_symbol(n): _to_unpacked(inlined[n], kernel_symbol(n))
+    unpacked = tvm.IRModule({kernel_symbol(n): _to_unpacked(prims[n], kernel_symbol(n))
                              for n in sorted(prims)})
     target = Target("c")
     seq = tvm.transform.Sequential([tirx.transform.BindTarget(target), *_LOWER_TO_C])
