@@ -154,19 +154,7 @@ def measure(prim, shape: Shape, data, work: Path, tag: str) -> tuple[int, str, s
     """(kernel instructions in QEMU, output hash in QEMU, output hash on the host)."""
     src = work / f"{tag}.c"
     src.write_text(program(prim, shape, data))
-    incs = [RUNTIME_C / "kernels"]
-    counts, hashes = [], []
-    for run in (1, 0):
-        elf = compile_cortex_m([src], incs, work / f"{tag}{run}.elf", "mps2-an500",
-                               extra_cflags=[f"-DTT_RUN={run}"])
-        result = run_qemu(elf, icount=True)
-        if result.returncode != 0 or result.instructions is None:
-            raise RuntimeError(f"QEMU run of {tag} failed: {result.stdout}{result.stderr}")
-        counts.append(result.instructions)
-        hashes.append(_hash(result.stdout))
-    exe = compile_host_executable([src], incs, work / f"{tag}_host", extra_cflags=["-DTT_RUN=1"])
-    host = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
-    return counts[0] - counts[1], hashes[0], _hash(host)
+    return _measure_source(src, work, tag)
 
 
 # ---- backward kernels --------------------------------------------------------------------------
@@ -317,19 +305,24 @@ def _naive_vs_fast(work: Path, cases, prefix: str):
         for tag, prim in (("naive", naive), ("fast", fast)):
             src = work / f"{prefix}_{tag}.c"
             src.write_text(grad_program(prim, inputs))
-            runs[tag] = _measure_source(src, work, f"{prefix}_{tag}")
+            # the 32x32 float gradients need more than the F746's 320 KB
+            runs[tag] = _measure_source(src, work, f"{prefix}_{tag}", QEMU_RAM)
         hashes = {h for _, *hs in runs.values() for h in hs}
         rows.append((name, kind, units, runs["naive"][0] / units, runs["fast"][0] / units,
                      len(hashes) == 1))
     return rows
 
 
-def _measure_source(src: Path, work: Path, tag: str) -> tuple[int, str, str]:
+def _measure_source(src: Path, work: Path, tag: str, memory: int | None = None
+                    ) -> tuple[int, str, str]:
+    """(kernel instructions in QEMU: a run minus the same program with the call compiled out,
+    output hash in QEMU, output hash on the host). `memory`: RAM and flash bytes to link for
+    (default the board's, sized like the STM32F746)."""
     incs = [RUNTIME_C / "kernels"]
     counts, hashes = [], []
-    for run in (1, 0):  # the 32x32 float gradients need more than the F746's 320 KB
+    for run in (1, 0):
         elf = compile_cortex_m([src], incs, work / f"{tag}{run}.elf", "mps2-an500",
-                               ram_bytes=QEMU_RAM, flash_bytes=QEMU_RAM,
+                               ram_bytes=memory, flash_bytes=memory,
                                extra_cflags=[f"-DTT_RUN={run}"])
         result = run_qemu(elf, icount=True)
         if result.returncode != 0 or result.instructions is None:
