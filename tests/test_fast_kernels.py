@@ -280,8 +280,6 @@ def _c_array(name: str, a: np.ndarray) -> str:
 def test_fast_backward_kernels_on_cortex_m7(tmp_path):
     """The same comparison on the Cortex-M7 in QEMU (the VMLA assembly path): naive and fast
     outputs compared with memcmp in the guest, for a subset of the cases."""
-    from tinytvm.lower import kernels_to_c
-    from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, run_qemu
 
     rng = np.random.default_rng(12)
     cases = ["pointwise_16to9_5x5_rows4", "full3_s2_3to8_13x13", "full3_s1_6to5_6x6",
@@ -297,18 +295,8 @@ def test_fast_backward_kernels_on_cortex_m7(tmp_path):
                 data += _c_array(f"{name}_in{i}", np.ascontiguousarray(a))
                 args.append(f"(void *){name}_in{i}")
             data += f"static float {name}_n[{size}], {name}_f[{size}];\n"
-            calls += (f"  tt_k_n_{name}({', '.join(args)}, {name}_n);\n"
-                      f"  tt_k_f_{name}({', '.join(args)}, {name}_f);\n"
-                      f'  if (memcmp({name}_n, {name}_f, sizeof({name}_n))) '
-                      f'{{ tt_puts("MISMATCH {name}\\n"); bad++; }}\n')
-    src = tmp_path / "grads_m7.c"
-    src.write_text(KERNELS_PRELUDE + '#include <string.h>\n#include "tt_io.h"\n'
-                   + kernels_to_c(tvm.IRModule(prims)) + data
-                   + "int main(void)\n{\n  int bad = 0;\n" + calls
-                   + '  tt_puts(bad ? "FAIL\\n" : "ALL OK\\n");\n  return bad;\n}\n')
-    elf = compile_cortex_m([src], [RUNTIME_C / "kernels"], tmp_path / "grads.elf", "mps2-an500")
-    result = run_qemu(elf)
-    assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout
+            calls += _compare_call(name, args)
+    _run_on_m7(tmp_path, "grads", prims, data, calls)
 
 
 def _tiny_training_builds(target: str, rounding: str = "master"):
@@ -519,8 +507,6 @@ def test_fast_weight_update_matches_naive(tmp_path):
 def test_fused_fast_kernels_on_cortex_m7(tmp_path):
     """Both fused kernels on the Cortex-M7 in QEMU (DSP and VMLA paths): naive and fast outputs
     compared with memcmp in the guest."""
-    from tinytvm.lower import kernels_to_c
-    from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, run_qemu
 
     rng = np.random.default_rng(23)
     kernels = []
@@ -549,16 +535,31 @@ def test_fused_fast_kernels_on_cortex_m7(tmp_path):
             data += _c_array(f"{name}_in{i}", a)
             args.append(f"(void *){name}_in{i}")
         data += f"static {ctype} {name}_n[{size}], {name}_f[{size}];\n"
-        calls += (f"  tt_k_n_{name}({', '.join(args)}, (void *){name}_n);\n"
-                  f"  tt_k_f_{name}({', '.join(args)}, (void *){name}_f);\n"
-                  f'  if (memcmp({name}_n, {name}_f, sizeof({name}_n))) '
-                  f'{{ tt_puts("MISMATCH {name}\\n"); bad++; }}\n')
-    src = tmp_path / "fused_m7.c"
+        calls += _compare_call(name, args, "(void *)")
+    _run_on_m7(tmp_path, "fused", prims, data, calls)
+
+
+def _compare_call(name: str, args: list[str], cast: str = "") -> str:
+    """C that runs the naive (n_) and fast (f_) kernel on the same inputs and counts a
+    mismatch of their outputs."""
+    return (f"  tt_k_n_{name}({', '.join(args)}, {cast}{name}_n);\n"
+            f"  tt_k_f_{name}({', '.join(args)}, {cast}{name}_f);\n"
+            f'  if (memcmp({name}_n, {name}_f, sizeof({name}_n))) '
+            f'{{ tt_puts("MISMATCH {name}\\n"); bad++; }}\n')
+
+
+def _run_on_m7(tmp_path, tag: str, prims: dict, data: str, calls: str) -> None:
+    """The kernels, their data and the comparison calls as one program on the Cortex-M7 (QEMU,
+    DSP paths): every naive/fast pair must agree."""
+    from tinytvm.lower import kernels_to_c
+    from tinytvm.toolchain import RUNTIME_C, compile_cortex_m, run_qemu
+
+    src = tmp_path / f"{tag}_m7.c"
     src.write_text(KERNELS_PRELUDE + '#include <string.h>\n#include "tt_io.h"\n'
                    + kernels_to_c(tvm.IRModule(prims)) + data
                    + "int main(void)\n{\n  int bad = 0;\n" + calls
                    + '  tt_puts(bad ? "FAIL\\n" : "ALL OK\\n");\n  return bad;\n}\n')
-    elf = compile_cortex_m([src], [RUNTIME_C / "kernels"], tmp_path / "fused.elf", "mps2-an500")
+    elf = compile_cortex_m([src], [RUNTIME_C / "kernels"], tmp_path / f"{tag}.elf", "mps2-an500")
     result = run_qemu(elf)
     assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout
 
