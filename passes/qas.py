@@ -18,7 +18,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, bind, shape_of
+from tinytvm.ir import FunctionView, bind, rewrite_function, shape_of
 
 # a dead channel (units ~ 0) must not turn its gradient into inf
 MAX_FACTOR = 1e30
@@ -61,6 +61,4 @@ class QuantizationAwareScaling:
     """Multiplies each int8 weight / int32 bias gradient of `train_step` by units⁻²."""
 
     def transform_module(self, mod, ctx):
-        mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions))
-        mod["train_step"] = scale_gradients(mod["train_step"])
-        return mod
+        return rewrite_function(mod, "train_step", lambda m, bb: scale_gradients(m["train_step"]))

@@ -20,7 +20,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, bind, shape_of, tensor_var
+from tinytvm.ir import FunctionView, bind, rewrite_function, shape_of, tensor_var
 from tinytvm.quant import qupdate
 
 ROUNDING_STEP = "sgd.rounding_step"  # stochastic rounding's step counter (int32 state)
@@ -129,9 +129,5 @@ class AppendSGD:
         self.lr, self.momentum, self.int8_update = lr, momentum, int8_update
 
     def transform_module(self, mod, ctx):
-        bb = relax.BlockBuilder(mod)
-        step = append_sgd(mod["train_step"], self.lr, self.momentum, bb.add_func,
-                          self.int8_update)
-        mod = bb.get()
-        mod["train_step"] = step
-        return mod
+        return rewrite_function(mod, "train_step", lambda m, bb: append_sgd(
+            m["train_step"], self.lr, self.momentum, bb.add_func, self.int8_update))
