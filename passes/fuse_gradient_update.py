@@ -65,8 +65,7 @@ def _fused_call(bb, chain: _Chain, grad_call, factor, lr, target, counter, round
     attrs = prim.attrs
     rows = shape_of(grad_call)[0]
     w_shape = (shape_of(g_acc)[1], *shape_of(grad_call)[1:])
-    geom = ConvGeometry.of(shape_of(x), w_shape, int(attrs["tt.stride"]),
-                           [int(p) for p in attrs["tt.padding"]], int(attrs["tt.groups"]))
+    geom = ConvGeometry.of_kernel(attrs, shape_of(x), w_shape)
     if factor is None:
         factor = np.ones(rows, np.float32)
     factor = np.asarray(factor, np.float32).reshape(rows, 1, 1, 1)

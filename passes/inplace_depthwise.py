@@ -24,25 +24,19 @@ from tinytvm.quant.inplace import (
 from tinytvm.quant.qops import ConvGeometry, tt_op
 
 
-def _geometry(prim, x_shape, w_shape) -> ConvGeometry:
-    a = prim.attrs
-    return ConvGeometry.of(x_shape, w_shape, int(a["tt.stride"]), [int(p) for p in a["tt.padding"]],
-                           int(a["tt.groups"]))
-
-
 def _replacement(prim, args):
     """The in-place kernel for this call, or None."""
     if prim.attrs is None or "tt.inplace_input" in prim.attrs or "tt.fast" in prim.attrs:
         return None
     op = tt_op(prim)
     if op == "qconv2d" and str(prim.attrs.get("tt.requant", "float32")) == "float32":
-        g = _geometry(prim, shape_of(args[0]), shape_of(args[1]))
+        g = ConvGeometry.of_kernel(prim.attrs, shape_of(args[0]), shape_of(args[1]))
         if is_depthwise(g):
             return qdepthwise_inplace(g, int(prim.attrs["tt.x_zero"]), int(prim.attrs["tt.y_zero"]))
     if op == "qconv2d_data_grad" and "tt.stride" in prim.attrs:
         weight = args[1]  # (g_acc, weight)
         x_shape = tuple(int(s) for s in prim.params[-1].shape)
-        g = _geometry(prim, x_shape, shape_of(weight))
+        g = ConvGeometry.of_kernel(prim.attrs, x_shape, shape_of(weight))
         if is_depthwise(g) and g.stride == 1 and g.out_hw == g.in_hw:
             return depthwise_data_grad_inplace(g)
     return None

@@ -41,9 +41,7 @@ def _conv_gradient(var, call, grad, bb, rows=None):
     attrs = kernel.attrs
     requant = _requant(kernel, var)
     x, weight, _bias, *scale = call.args[1].fields  # scale, or multiplier and shift
-    padding = [int(p) for p in attrs["tt.padding"]]
-    geom = ConvGeometry.of(shape_of(x), shape_of(weight), int(attrs["tt.stride"]), padding,
-                           int(attrs["tt.groups"]))
+    geom = ConvGeometry.of_kernel(attrs, shape_of(x), shape_of(weight))
     flat = len(shape_of(var)) == 2
     acc_kernel = qgrad.accumulator_grad(geom.out_channels, geom.out_hw, str(var.ty.dtype), flat,
                                         requant)

@@ -152,8 +152,7 @@ def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     xs, ws = [int(d) for d in x.shape], [int(d) for d in w.shape]
     if op == "qclassifier":
         return qclassifier_fast(xs, ws, **zeros)
-    g = ConvGeometry.of(xs, ws, int(a["tt.stride"]), [int(p) for p in a["tt.padding"]],
-                        int(a["tt.groups"]))
+    g = ConvGeometry.of_kernel(a, xs, ws)
     if fast_kernel_name(g) is None:
         return None
     return qconv2d_fast(xs, ws, stride=g.stride, padding=g.padding, groups=g.groups, **zeros)
@@ -187,8 +186,7 @@ def _shape(buffer) -> tuple[int, ...]:
 
 def _geometry(func: tirx.PrimFunc, x_shape, o: int, w_tail) -> ConvGeometry:
     a = func.attrs
-    return ConvGeometry.of(x_shape, (o, *w_tail), int(a["tt.stride"]),
-                           [int(p) for p in a["tt.padding"]], int(a["tt.groups"]))
+    return ConvGeometry.of_kernel(a, x_shape, (o, *w_tail))
 
 
 def weight_grad_fast(g: ConvGeometry, x_zero: int, rows: int | None = None) -> tirx.PrimFunc:

@@ -75,6 +75,13 @@ class ConvGeometry:
                              f"{c} input channels")
         return cls(c, (h, w), o, (kh, kw), int(stride), _pair(padding), int(groups))
 
+    @classmethod
+    def of_kernel(cls, attrs, x_shape, w_shape) -> ConvGeometry:
+        """From a conv kernel's ``"tt.stride"`` / ``"tt.padding"`` / ``"tt.groups"`` attributes
+        (what the kernels of this package and their gradients carry) and its buffer shapes."""
+        return cls.of(x_shape, w_shape, int(attrs["tt.stride"]),
+                      tuple(int(p) for p in attrs["tt.padding"]), int(attrs["tt.groups"]))
+
     @property
     def out_hw(self) -> tuple[int, int]:
         return tuple((s + 2 * p - k) // self.stride + 1
