@@ -257,6 +257,33 @@ def test_run_qemu_counts_instructions_only_when_asked(tmp_path):
     assert run_qemu(elf).instructions is None
 
 
+PROFILE_C = r"""
+#include "tt_io.h"
+__attribute__((noinline)) static unsigned spin(unsigned n)
+{
+    volatile unsigned s = 0;
+    for (unsigned i = 0; i < n; i++) s += i;
+    return s;
+}
+__attribute__((noinline)) unsigned tt_work_small(void) { return spin(1000); }
+__attribute__((noinline)) unsigned tt_work_large(void) { return spin(10000) + spin(10000); }
+int main(void) { return (int)((tt_work_small() + tt_work_large()) & 1); }
+"""
+
+
+def test_run_qemu_profile_attributes_instructions_to_functions(tmp_path):
+    """The per-function profile sums to the total and puts the loop's instructions in the
+    function that runs it, not in its callers."""
+    src = _write(tmp_path, "prof.c", PROFILE_C)
+    elf = compile_cortex_m([src], [], tmp_path / "prof.elf", "mps2-an500")
+    run = run_qemu(elf, profile=True)
+    assert run.profile is not None and sum(run.profile.values()) == run.instructions
+    assert run.profile["spin"] > run.profile["tt_work_large"] + run.profile["tt_work_small"]
+    whole = run_qemu(elf, icount=True)
+    assert whole.instructions == run.instructions
+    assert run_qemu(elf, icount=True).profile is None
+
+
 def test_a_fault_exits_with_250(tmp_path):
     rc, _ = _run_target(tmp_path, FAULT_C, "mps2-an500")
     assert rc == 250

@@ -82,6 +82,7 @@ class TrainingRun:
     instructions: int | None
     sizes: dict | None
     stdout: str
+    profile: dict[str, int] | None = None  # instructions per function (run_training(profile=))
 
     @property
     def accuracy_before(self) -> float:
@@ -131,8 +132,9 @@ def parse_output(where: str, text: str, instructions=None, sizes=None) -> Traini
 
 def run_training(artifact, train: Dataset, evaluation: Dataset, steps: int, *,
                  where: str = "qemu", workdir: str | Path | None = None,
-                 timeout: float = 600) -> TrainingRun:
-    """Build the harness with `artifact`'s C and run it `where` ('host' or 'qemu')."""
+                 timeout: float = 600, profile: bool = False) -> TrainingRun:
+    """Build the harness with `artifact`'s C and run it `where` ('host' or 'qemu').
+    profile=True (QEMU): also the instructions executed in each function of the ELF."""
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="tinytvm-run-")
@@ -151,11 +153,13 @@ def run_training(artifact, train: Dataset, evaluation: Dataset, steps: int, *,
         board = "mps2-an500" if where == "qemu" else where
         elf = compile_cortex_m(sources, [work], work / "train.elf", board,
                                stack_bytes=artifact.memory.stack_bytes or 16384, extra_cflags=flags)
-        result = run_qemu(elf, timeout=timeout, icount=True)
+        result = run_qemu(elf, timeout=timeout, icount=True, profile=profile)
         if result.returncode != 0:
             raise ToolchainError(f"QEMU run exited {result.returncode}:\n{result.stdout[-1500:]}"
                                  f"\n{result.stderr[-1500:]}")
-        return parse_output("qemu", result.stdout, result.instructions, elf_sizes(elf))
+        run = parse_output("qemu", result.stdout, result.instructions, elf_sizes(elf))
+        run.profile = result.profile
+        return run
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -10,6 +10,7 @@ only their own sources and include directories.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import os
@@ -367,12 +368,14 @@ def _section_kind(section) -> str | None:
 @dataclass(frozen=True)
 class QemuResult:
     """One QEMU run. returncode is the program's exit status (250 = it faulted); stdout is what it
-    printed through tt_io; instructions is the guest instruction count, or None if not counted."""
+    printed through tt_io; instructions is the guest instruction count, or None if not counted;
+    profile maps each function of the ELF to the instructions executed in it (profile=True)."""
 
     returncode: int
     stdout: str
     stderr: str
     instructions: int | None
+    profile: dict[str, int] | None = None
 
 
 _QEMU_ARGS = (
@@ -388,7 +391,7 @@ _QEMU_ARGS = (
 
 def run_qemu(
     elf: str | Path, *, timeout: float = 120, icount: bool = False,
-    cwd: str | Path | None = None,
+    cwd: str | Path | None = None, profile: bool = False,
 ) -> QemuResult:
     """Run a mps2-an500 ELF in QEMU until it calls tt_exit (or faults: exit status 250).
 
@@ -396,31 +399,37 @@ def run_qemu(
 
     icount=True also counts executed guest instructions with a small TCG plugin (built once into
     the user's cache directory); if the plugin cannot be built or loaded, instructions is None.
+    profile=True (implies icount) also attributes the count to the ELF's function symbols
+    (static inline helpers count in the function they were inlined into).
     """
     qemu = require("qemu-system-arm")
     elf = Path(elf)
     if not elf.is_file():
         raise ToolchainError(f"cannot run QEMU: ELF file {elf} does not exist")
-    plugin = _insncount_plugin() if icount else None
+    plugin = _insncount_plugin() if icount or profile else None
     with tempfile.TemporaryDirectory(prefix="tinytvm-qemu-") as tmp:
-        count_file = Path(tmp) / "insns.txt"
-        proc = _qemu_once(qemu, elf.resolve(), timeout, plugin, count_file, cwd)
+        files = {"INSNCOUNT_OUT": Path(tmp) / "insns.txt"}
+        if profile:
+            files["INSNCOUNT_PROFILE"] = Path(tmp) / "blocks.txt"
+        proc = _qemu_once(qemu, elf.resolve(), timeout, plugin, files, cwd)
         if plugin is not None and _plugin_refused(proc):
             plugin = None
-            proc = _qemu_once(qemu, elf.resolve(), timeout, None, count_file, cwd)
+            proc = _qemu_once(qemu, elf.resolve(), timeout, None, files, cwd)
         if proc.returncode != 0 and "qemu-system-arm:" in proc.stderr:
             raise ToolchainError(f"QEMU could not run {elf}:\n{_head(proc)}")
-        instructions = _read_count(count_file) if plugin is not None else None
-    return QemuResult(proc.returncode, proc.stdout, proc.stderr, instructions)
+        instructions = _read_count(files["INSNCOUNT_OUT"]) if plugin is not None else None
+        by_function = (_profile_by_function(files["INSNCOUNT_PROFILE"], elf)
+                       if profile and plugin is not None else None)
+    return QemuResult(proc.returncode, proc.stdout, proc.stderr, instructions, by_function)
 
 
 def _qemu_once(
-    qemu: str, elf: Path, timeout: float, plugin: Path | None, count_file: Path, cwd=None
+    qemu: str, elf: Path, timeout: float, plugin: Path | None, files: dict[str, Path], cwd=None
 ):
     cmd = [qemu, *_QEMU_ARGS, "-kernel", str(elf)]
     if plugin is not None:
         cmd += ["-plugin", str(plugin)]
-    env = dict(os.environ, INSNCOUNT_OUT=str(count_file))
+    env = dict(os.environ, **{name: str(path) for name, path in files.items()})
     try:
         return subprocess.run(
             cmd,
@@ -458,6 +467,32 @@ def _read_count(count_file: Path) -> int | None:
     except OSError:
         return None
     return int(match.group(1)) if match else None
+
+
+def _profile_by_function(blocks_file: Path, elf: Path) -> dict[str, int] | None:
+    """Sum the plugin's per-block counts by the ELF function symbol that contains each block."""
+    try:
+        lines = blocks_file.read_text().split()
+    except OSError:
+        return None
+    starts, names = _function_symbols(elf)
+    by_function: dict[str, int] = {}
+    for address, count in zip(lines[0::2], lines[1::2]):
+        i = bisect.bisect_right(starts, int(address, 16)) - 1
+        name = names[i] if i >= 0 else "?"
+        by_function[name] = by_function.get(name, 0) + int(count)
+    return dict(sorted(by_function.items(), key=lambda item: -item[1]))
+
+
+def _function_symbols(elf: Path) -> tuple[list[int], list[str]]:
+    """Sorted start addresses (Thumb bit cleared) and names of the ELF's function symbols."""
+    with open(elf, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        functions = sorted(
+            (sym["st_value"] & ~1, sym.name) for sym in (symtab.iter_symbols() if symtab else ())
+            if sym["st_info"]["type"] == "STT_FUNC" and sym.name
+        )
+    return [a for a, _ in functions], [n for _, n in functions]
 
 
 def _cache_dir() -> Path:
