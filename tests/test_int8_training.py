@@ -532,18 +532,25 @@ def test_int8_reordered_in_place_plan_is_bit_identical_host_and_qemu(tmp_path):
 
 
 def test_kernel_scratch_planes_are_planned_in_the_arena():
-    """The channel-by-channel kernels' planes are arena tensors, not stack arrays: the C
-    kernel takes them as a parameter, the plan gives them a one-call lifetime."""
+    """Kernel scratch is arena tensors, not stack arrays: the naive channel-by-channel kernels'
+    planes and the micro-kernels' row buffers are parameters of the C kernel, and the plan
+    gives each a one-call lifetime; no kernel body declares a local array."""
     from tinytvm.pipeline import default_passes
 
     model = new_head_model(8)
     mod = paper_to_relax(model, logits="float32")
     unfused = [p for p in default_passes(None) if p.info.name != "FuseExpandDepthwise"]
-    art = tinytvm.build(mod, target="host", inference_only=True, passes=unfused)
-    calls = [c for c in art.programs["infer"].calls if "inplace" in c.kernel]
-    assert calls and all(len(c.scratch) == 1 for c in calls)
-    plane = calls[0].scratch[0]
-    buffers = {b.name: b for b in art.memory.functions[0].problem.buffers}
-    assert plane.name in buffers and buffers[plane.name].end - buffers[plane.name].start == 1
-    source = _kernel_source(art, calls[0].kernel)
-    assert "plane[" in source and "int8_t plane[" not in source.split("{", 1)[1]
+    naive = [p for p in default_passes(None, fast_kernels=False)
+             if p.info.name != "FuseExpandDepthwise"]
+    for passes, kernel_text in ((unfused, "scratch"), (naive, "plane[")):
+        art = tinytvm.build(mod, target="host", inference_only=True, passes=passes)
+        calls = [c for c in art.programs["infer"].calls if "inplace" in c.kernel]
+        assert calls and all(len(c.scratch) == 1 for c in calls)
+        buffers = {b.name: b for b in art.memory.functions[0].problem.buffers}
+        for call in (c for c in art.programs["infer"].calls if c.scratch):
+            for scratch in call.scratch:
+                assert buffers[scratch.name].end - buffers[scratch.name].start == 1
+        assert kernel_text in _kernel_source(art, calls[0].kernel)
+        local_arrays = re.findall(r"^\s+(?:u?int\d+_t|float) \w+\[(?!1\])\d+\];",
+                                  art.sources["model.c"], re.MULTILINE)  # ([1]: a register)
+        assert not local_arrays
