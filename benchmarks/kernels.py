@@ -400,6 +400,32 @@ def main(argv=None):
         step_tables(console)
 
 
+def forward_runs(shape: Shape, work: Path, kinds=("naive", "fast")):
+    """({kind: (kernel instructions, QEMU hash, host hash)}, MACs) of one forward conv of
+    `shape`, naive (``qops.qconv2d``) and / or fast (``qconv2d_fast``)."""
+    g = shape.geometry()
+    data = conv_data(shape)
+    x, w, *_, xz, yz = data
+    args = {"stride": g.stride, "padding": g.padding, "groups": g.groups,
+            "x_zero": xz, "y_zero": yz}
+    macs = int(np.prod(g.y_shape)) * g.w_shape[1] * g.kernel[0] * g.kernel[1]
+    builds = {"naive": qconv2d, "fast": qconv2d_fast}
+    runs = {kind: measure(builds[kind](x.shape, w.shape, **args), shape, data, work, kind)
+            for kind in kinds}
+    return runs, macs
+
+
+def forward_fast_per_mac(work: Path) -> dict[str, float]:
+    """{GRAD_SHAPES name: the fast forward kernel's instructions per MAC on that conv}: the
+    backward table's reference (a backward kernel's target is a small multiple of it)."""
+    out = {}
+    for name, c, hw, o, k, s, groups, _ in GRAD_SHAPES:
+        shape = Shape(name, c, hw, o, k, s, groups, float("nan"), float("nan"))
+        runs, macs = forward_runs(shape, work, ("fast",))
+        out[name] = runs["fast"][0] / macs
+    return out
+
+
 def forward_table(console):
     table = Table(title="int8 conv, one call, QEMU mps2-an500 (Cortex-M7) instructions per MAC")
     for col in ("shape", "MACs", "naive qops", "fast", "speed-up", "CMSIS-NN (issue)",
@@ -408,14 +434,7 @@ def forward_table(console):
     checks = []
     with tempfile.TemporaryDirectory(prefix="tinytvm-kbench-") as tmp:
         for shape in SHAPES:
-            g = shape.geometry()
-            data = conv_data(shape)
-            x, w, *_, xz, yz = data
-            args = {"stride": g.stride, "padding": g.padding, "groups": g.groups,
-                    "x_zero": xz, "y_zero": yz}
-            macs = int(np.prod(g.y_shape)) * g.w_shape[1] * g.kernel[0] * g.kernel[1]
-            runs = {kind: measure(build(x.shape, w.shape, **args), shape, data, Path(tmp), kind)
-                    for kind, build in (("naive", qconv2d), ("fast", qconv2d_fast))}
+            runs, macs = forward_runs(shape, Path(tmp))
             hashes = {h for _, *hs in runs.values() for h in hs}
             exact = len(hashes) == 1
             checks.append((shape.name, runs))
@@ -441,11 +460,16 @@ def _backward_table(console, tmp):
     grad_table = Table(title="int8 training backward kernels, one call, QEMU instructions "
                              "per MAC (bias / acc: per output element)")
     for col in ("shape", "kernel", "MACs / elements", "naive qgrad", "fast", "speed-up",
-                "bit-exact host+QEMU"):
+                "bit-exact host+QEMU", "forward (same shape) fast instr/MAC",
+                "fast / forward"):
         grad_table.add_column(col, justify="right")
+    forward = forward_fast_per_mac(tmp)
     for name, kind, units, naive, fast, exact in grad_rows(tmp):
+        per_mac = kind in ("weight", "data")  # bias / acc are per output element
         grad_table.add_row(name, kind, f"{units:,}", f"{naive:.2f}", f"{fast:.2f}",
-                           f"{naive / fast:.1f}x", "yes" if exact else "NO")
+                           f"{naive / fast:.1f}x", "yes" if exact else "NO",
+                           f"{forward[name]:.2f}" if per_mac else "",
+                           f"{fast / forward[name]:.2f}x" if per_mac else "")
     console.print(grad_table)
 
 

@@ -192,7 +192,54 @@ GRAD_CASES = {  # name: (channels, size, out channels, kernel, stride, groups, p
     "depthwise3_s2_12_10x10": (12, 10, 12, 3, 2, 12, 1, 5),
     "depthwise3_s2_7_11x11_nopad": (7, 11, 7, 3, 2, 7, 0, None),
     "depthwise3_s2_5_9x9": (5, 9, 5, 3, 2, 5, 1, None),
+    # tiny planes (FPU-register kernels: H = W <= 4, stride 1, padding 1) and their neighbours
+    "depthwise3_s1_9_4x4": (9, 4, 9, 3, 1, 9, 1, None),
+    "depthwise3_s1_7_3x3_rows4": (7, 3, 7, 3, 1, 7, 1, 4),
+    "depthwise3_s1_5_2x2": (5, 2, 5, 3, 1, 5, 1, None),
+    "depthwise3_s1_4_1x1": (4, 1, 4, 3, 1, 4, 1, None),
+    "depthwise3_s1_4_4x4_nopad": (4, 4, 4, 3, 1, 4, 0, None),
+    "depthwise3_s1_3_5x5": (3, 5, 3, 3, 1, 3, 1, None),
+    "depthwise3_s1_3_21x21": (3, 21, 3, 3, 1, 3, 1, None),
+    # stride 2 in gather form: 8 / 4 / 2 / 1-pair blocks, odd sizes, both paddings
+    "depthwise3_s2_6_8x8": (6, 8, 6, 3, 2, 6, 1, None),
+    "depthwise3_s2_4_4x4": (4, 4, 4, 3, 2, 4, 1, None),
+    "depthwise3_s2_3_2x2": (3, 2, 3, 3, 2, 3, 1, None),
+    "depthwise3_s2_3_13x13": (3, 13, 3, 3, 2, 3, 1, None),
+    "depthwise3_s2_5_12x12_nopad": (5, 12, 5, 3, 2, 5, 0, 3),
+    "depthwise3_s2_3_31x31": (3, 31, 3, 3, 2, 3, 1, None),
+    "depthwise3_s2_2_38x38": (2, 38, 2, 3, 2, 2, 1, None),
+    "depthwise3_s2_2_37x37_nopad": (2, 37, 2, 3, 2, 2, 0, None),
+    # groups=1 weight gradient: O (or rows) in {1, 2, 3, 5, 8}, > 64 pixels (several tiles,
+    # one ending mid-row), odd pixel counts, channel tails, taps reading padding
+    "pointwise_16to1_9x9": (16, 9, 1, 1, 1, 1, 0, None),
+    "pointwise_24to2_11x11": (24, 11, 2, 1, 1, 1, 0, None),
+    "pointwise_19to3_9x9": (19, 9, 3, 1, 1, 1, 0, None),
+    "pointwise_8to5_13x13": (8, 13, 5, 1, 1, 1, 0, None),
+    "pointwise_32to8_10x10_rows5": (32, 10, 8, 1, 1, 1, 0, 5),
+    "pointwise_40to8_12x12": (40, 12, 8, 1, 1, 1, 0, None),
+    "full3_s1_10to3_11x11": (10, 11, 3, 3, 1, 1, 1, None),
+    "full3_s2_9to5_15x15_rows3": (9, 15, 5, 3, 2, 1, 1, 3),
+    "full5_s1_4to2_12x12_nopad": (4, 12, 2, 5, 1, 1, 0, None),
 }
+
+
+# 1x1 stride-1 data gradient (tt_qgrad_data_1x1): mbv2-w0.35's sparse-update shapes (several O
+# chunks), channel tails (C % 4), pixel tails (P % 4), O = 1, P = 1 and C < 4
+DATA_1X1_CASES = {
+    "pointwise_56to336_4x4": (56, 4, 336, 1, 1, 1, 0, None),
+    "pointwise_336to112_4x4": (336, 4, 112, 1, 1, 1, 0, None),
+    "pointwise_32to192_8x8": (32, 8, 192, 1, 1, 1, 0, None),
+    "pointwise_144to32_8x8": (144, 8, 32, 1, 1, 1, 0, None),
+    "pointwise_7to123_3x3": (7, 3, 123, 1, 1, 1, 0, None),
+    "pointwise_5to241_2x2": (5, 2, 241, 1, 1, 1, 0, None),
+    "pointwise_6to1_5x5": (6, 5, 1, 1, 1, 1, 0, None),
+    "pointwise_10to7_1x1": (10, 1, 7, 1, 1, 1, 0, None),
+    "pointwise_13to122_1x1": (13, 1, 122, 1, 1, 1, 0, None),
+    "pointwise_3to5_3x3": (3, 3, 5, 1, 1, 1, 0, None),
+    "pointwise_2to9_6x6": (2, 6, 9, 1, 1, 1, 0, None),
+    "pointwise_4to3_7x7": (4, 7, 3, 1, 1, 1, 0, None),
+}
+GRAD_CASES.update(DATA_1X1_CASES)
 
 
 KERNELS_PRELUDE = """#include <math.h>
@@ -283,7 +330,9 @@ def test_fast_backward_kernels_on_cortex_m7(tmp_path):
 
     rng = np.random.default_rng(12)
     cases = ["pointwise_16to9_5x5_rows4", "full3_s2_3to8_13x13", "full3_s1_6to5_6x6",
-             "depthwise3_s1_13_9x9", "depthwise3_s2_12_10x10", "depthwise3_s2_7_11x11_nopad"]
+             "depthwise3_s1_13_9x9", "depthwise3_s2_12_10x10", "depthwise3_s2_7_11x11_nopad",
+             "pointwise_19to3_9x9", "pointwise_8to5_13x13", "pointwise_32to8_10x10_rows5",
+             "full3_s1_10to3_11x11", "full5_s1_4to2_12x12_nopad"]
     prims, data, calls = {}, "", ""
     for case in cases:
         for kind, naive, inputs in grad_kernels(case, rng):
@@ -297,6 +346,66 @@ def test_fast_backward_kernels_on_cortex_m7(tmp_path):
             data += f"static float {name}_n[{size}], {name}_f[{size}];\n"
             calls += _compare_call(name, args)
     _run_on_m7(tmp_path, "grads", prims, data, calls)
+
+
+def test_fast_data_1x1_dispatch_and_cortex_m7(tmp_path):
+    """1x1 stride-1 unpadded groups=1 data gradients go to tt_qgrad_data_1x1 (others keep
+    tt_qgrad_data); its VMLA tiles on the Cortex-M7 in QEMU equal the naive kernel."""
+    from tinytvm.quant import qgrad
+    from tinytvm.quant.qops import ConvGeometry
+
+    for (c, hw, o, k, s, pad), name in [((8, 4, 16, 1, 1, 0), "tt_qgrad_data_1x1"),
+                                         ((8, 5, 16, 1, 2, 0), "tt_qgrad_data"),
+                                         ((8, 4, 16, 3, 1, 1), "tt_qgrad_data")]:
+        g = ConvGeometry.of((1, c, hw, hw), (o, c, k, k), s, pad, 1)
+        assert str(fast_version(qgrad.data_grad(g)).attrs["tt.fast"]) == name
+    rng = np.random.default_rng(13)
+    prims, data, calls = {}, "", ""
+    for case in DATA_1X1_CASES:
+        if case == "pointwise_336to112_4x4":
+            continue  # the data of all the cases must fit the 320 KB SRAM
+        kind, naive, inputs = grad_kernels(case, rng)[1]
+        assert kind == "data"
+        fast = fast_version(naive)
+        assert str(fast.attrs["tt.fast"]) == "tt_qgrad_data_1x1"
+        prims[f"n_{case}"], prims[f"f_{case}"] = naive, fast
+        size = int(np.prod([int(d) for d in naive.params[-1].shape]))
+        for i, a in enumerate(inputs):
+            data += _c_array(f"{case}_in{i}", np.ascontiguousarray(a))
+        data += f"static float {case}_n[{size}], {case}_f[{size}];\n"
+        calls += _compare_call(case, [f"(void *){case}_in{i}" for i in range(len(inputs))])
+    _run_on_m7(tmp_path, "data1x1", prims, data, calls)
+
+
+DW_M7_CASES = [  # the tiny-plane and stride-2 depthwise cases, a few per program (its RAM)
+    ["depthwise3_s1_9_4x4", "depthwise3_s1_7_3x3_rows4", "depthwise3_s1_5_2x2",
+     "depthwise3_s1_4_1x1", "depthwise3_s1_4_4x4_nopad", "depthwise3_s1_3_5x5",
+     "depthwise3_s2_6_8x8", "depthwise3_s2_4_4x4", "depthwise3_s2_3_2x2"],
+    ["depthwise3_s1_3_21x21", "depthwise3_s2_3_13x13", "depthwise3_s2_5_12x12_nopad"],
+    ["depthwise3_s2_3_31x31", "depthwise3_s2_2_38x38", "depthwise3_s2_2_37x37_nopad"],
+]
+
+
+@pytest.mark.parametrize("group", range(len(DW_M7_CASES)))
+def test_fast_depthwise_backward_kernels_on_cortex_m7(tmp_path, group):
+    """test_fast_backward_kernels_on_cortex_m7 for the depthwise weight and data gradients of
+    the tiny-plane (FPU-register) and stride-2 (gather) paths."""
+    rng = np.random.default_rng(13 + group)
+    prims, data, calls = {}, "", ""
+    for case in DW_M7_CASES[group]:
+        for kind, naive, inputs in grad_kernels(case, rng):
+            if kind not in ("weight", "data"):
+                continue
+            name = f"{case}_{kind}"
+            prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast_version(naive)
+            size = int(np.prod([int(d) for d in naive.params[-1].shape]))
+            args = []
+            for i, a in enumerate(inputs):
+                data += _c_array(f"{name}_in{i}", np.ascontiguousarray(a))
+                args.append(f"(void *){name}_in{i}")
+            data += f"static float {name}_n[{size}], {name}_f[{size}];\n"
+            calls += _compare_call(name, args)
+    _run_on_m7(tmp_path, f"dwgrads{group}", prims, data, calls)
 
 
 def _tiny_training_builds(target: str, rounding: str = "master"):
@@ -324,7 +433,7 @@ def test_fast_training_step_equals_naive_on_host():
     """Two training steps of the whole tiny model (every weight trained, so every backward
     kernel runs, the data gradients too): losses and every weight bit-identical."""
     naive, fast, kinds = _tiny_training_builds("host")
-    assert {"tt_qgrad_weight", "tt_qgrad_weight_dw3x3", "tt_qgrad_data",
+    assert {"tt_qgrad_weight", "tt_qgrad_weight_dw3x3", "tt_qgrad_data_1x1",
             "tt_qgrad_data_dw3x3", "tt_qgrad_bias", "tt_qgrad_acc_s8",
             "tt_qgrad_acc_f32"} <= kinds
     assert "tt_qgrad.h" in fast.sources and "tt_qgrad.h" not in naive.sources
@@ -375,6 +484,10 @@ UPDATE_CASES = {  # name: (C, size, O, kernel, stride, groups, padding, rows)
     "full3_s1_3to5_6x6_rows2": (3, 6, 5, 3, 1, 1, 1, 2),
     "depthwise3_s1_7_6x6_rows5": (7, 6, 7, 3, 1, 7, 1, 5),
     "depthwise3_s2_6_9x9": (6, 9, 6, 3, 2, 6, 1, 6),
+    "pointwise_16to5_9x9": (16, 9, 5, 1, 1, 1, 0, 5),  # odd rows, > 64 pixels
+    "pointwise_8to3_5x5_rows1": (8, 5, 3, 1, 1, 1, 0, 1),
+    "pointwise_24to2_7x7": (24, 7, 2, 1, 1, 1, 0, 2),
+    "full3_s1_10to6_9x9_rows3": (10, 9, 6, 3, 1, 1, 1, 3),
 }
 UPDATE_LRS = (0.0123456789, 0.05, 3.3)
 
@@ -516,7 +629,9 @@ def test_fused_fast_kernels_on_cortex_m7(tmp_path):
     for case, rounding in (("pointwise_13to10_8x8_rows3", "stochastic"),
                            ("pointwise_9to6_9x9_rows4", "round"),
                            ("full3_s2_5to4_11x11", "master"),
-                           ("depthwise3_s2_6_9x9", "round")):
+                           ("depthwise3_s2_6_9x9", "round"),
+                           ("pointwise_16to5_9x9", "stochastic"),
+                           ("full3_s1_10to6_9x9_rows3", "round")):
         naive, inputs = update_kernel(case, rounding, 0.05, rng)
         kernels.append((f"{case}_{rounding}", naive, inputs))
     prims, data, calls = {}, "", ""
@@ -589,7 +704,9 @@ def _sparse_training_builds(target: str, rounding: str):
     assert {"tt_qconv_expand_dw", f"tt_qgrad_update_{rounding}"} <= kinds
     updates = re.findall(r"^  tt_k_weight_grad_update\w*\((.*)\);$", fast.sources["model.c"],
                          re.MULTILINE)
-    assert updates and all(args.split(", ")[2] == args.split(", ")[-1] for args in updates)
+    # the output (last buffer before the arena scratch) is the weight itself: updated in place
+    assert updates and all(args.split(", ")[2] == args.split(", ")[-2] for args in updates)
+    assert all("tt_arena" in args.split(", ")[-1] for args in updates)
     return naive, fast
 
 
@@ -636,3 +753,64 @@ def test_fixed_point_kernels_are_not_swapped():
     assert fast_version(qops.qconv2d_fixed((1, 8, 6, 6), (16, 8, 1, 1))) is None
     assert fast_version(qgrad.accumulator_grad(16, (6, 6), "int8", False, "fixed")) is None
     assert fast_version(qops.qconv2d((1, 8, 6, 6), (16, 8, 1, 1))) is not None
+
+
+# (channels, size, stride, padding): in-place depthwise 3x3 (tinytvm/quant/inplace.py)
+INPLACE_CASES = [(5, 9, 1, 1), (16, 12, 1, 1), (7, 11, 2, 1), (4, 10, 2, 1), (6, 9, 1, 0),
+                 (3, 8, 2, 0), (12, 4, 1, 1), (9, 1, 1, 1)]
+
+
+def test_fast_inplace_depthwise_kernels_match_naive_when_aliased(tmp_path):
+    """The in-place forward and data-gradient kernels, naive and fast, each run with its output
+    over its input (as the AOT plan calls them): the same bits as the naive kernel computing
+    into a separate buffer."""
+    import ctypes
+
+    from tinytvm.lower import kernels_to_c
+    from tinytvm.quant import ConvGeometry, qgrad
+    from tinytvm.quant.inplace import depthwise_data_grad_inplace, qdepthwise_inplace
+    from tinytvm.toolchain import RUNTIME_C, compile_host_library
+
+    rng = np.random.default_rng(21)
+    prims, runs = {}, []
+    for i, (c, hw, s, pad) in enumerate(INPLACE_CASES):
+        g = ConvGeometry.of((1, c, hw, hw), (c, 1, 3, 3), s, pad, c)
+        x_zero, y_zero = (int(v) for v in rng.integers(-128, 128, 2))
+        naive = qdepthwise_inplace(g, x_zero, y_zero)
+        prims[f"n{i}"], prims[f"f{i}"] = naive, fast_version(naive)
+        prims[f"r{i}"] = qconv2d(g.x_shape, g.w_shape, stride=s, padding=pad, groups=c,
+                                 x_zero=x_zero, y_zero=y_zero)
+        x = rng.integers(-128, 128, g.x_shape).astype(np.int8)
+        inputs = [x, rng.integers(-128, 128, g.w_shape).astype(np.int8),
+                  rng.integers(-(2**14), 2**14, c).astype(np.int32),
+                  (rng.uniform(0.3, 1.0, c) / (74.0 * 3)).astype(np.float32)]
+        runs.append((i, inputs, g.y_shape))
+        if s == 1 and pad == 1:
+            naive = depthwise_data_grad_inplace(g)
+            prims[f"nd{i}"], prims[f"fd{i}"] = naive, fast_version(naive)
+            prims[f"rd{i}"] = qgrad.data_grad(g)
+            g_acc = (rng.standard_normal(g.y_shape) * 10.0).astype(np.float32)
+            runs.append((f"d{i}", [g_acc, inputs[1]], g.x_shape))
+    for name, f in prims.items():
+        assert name.startswith("r") or "tt.inplace_input" in f.attrs, name
+        if name.startswith("f"):
+            assert "tt.fast" in f.attrs, name
+    src = tmp_path / "inplace.c"
+    src.write_text(KERNELS_PRELUDE + kernels_to_c(tvm.IRModule(prims)))
+    lib = ctypes.CDLL(str(compile_host_library([src], [RUNTIME_C / "kernels"],
+                                                tmp_path / "inplace.so")))
+
+    def run(kernel, inputs, out_shape, aliased):
+        first = inputs[0].copy()
+        out = np.zeros(out_shape, first.dtype) if not aliased else None
+        args = [a.ctypes.data_as(ctypes.c_void_p) for a in [first, *inputs[1:]]]
+        getattr(lib, f"tt_k_{kernel}")(*args, (first if aliased else out).ctypes.data_as(
+            ctypes.c_void_p))
+        n = int(np.prod(out_shape))
+        return (first.reshape(-1)[:n] if aliased else out.reshape(-1)).view(np.uint8).copy()
+
+    for i, inputs, out_shape in runs:
+        reference = run(f"r{i}", inputs, out_shape, aliased=False)
+        for kind in ("n", "f"):
+            got = run(f"{kind}{i}", inputs, out_shape, aliased=True)
+            np.testing.assert_array_equal(got, reference, err_msg=f"{kind}{i}")

@@ -40,6 +40,11 @@
 #define TT_QCONV_DSP 0
 #endif
 
+/* The entry points are inlined into each generated kernel, which calls them with constant
+ * shapes: the compiler then specialises their loops per layer (measured on a MobileNetV2
+ * training step: 6% fewer instructions for ~9% more code). */
+#define TT_Q_SPECIALISED static inline __attribute__((always_inline))
+
 /* Bytes of scratch, 4-byte aligned. K = C * kh * kw: 4 pixel columns of int16, K rounded up
  * to a multiple of 4. */
 #define TT_QCONV_IM2COL_SCRATCH(K) (8 * (((K) + 3) / 4 * 4))
@@ -188,12 +193,12 @@ static inline int8_t tt_q_requant_summed(int32_t acc_plus_bias, float scale, int
     return tt_q_round_clamp((float)acc_plus_bias * scale, y_zero);
 }
 
-/* y[0..3] = tt_q_requant_summed(a0..a3, scale, y_zero): the same operations, with the four
- * values moving between the integer and float registers two at a time. */
-static inline void tt_q_requant4_summed(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
-                                        float scale, int32_t y_zero, int8_t *y)
+/* a[i] = nearbyintf((float)a[i] * scale), saturated to int32 (VCVTR), for i < 4: the four
+ * values move between the integer and float registers two at a time. */
+static inline __attribute__((always_inline)) void tt_q_round4(int32_t a[4], float scale)
 {
 #if TT_QCONV_DSP && defined(__ARM_FP)
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
     __asm__("vmov          s0, s1, %[a0], %[a1]\n\t"
             "vmov          s2, s3, %[a2], %[a3]\n\t"
             "vcvt.f32.s32  s0, s0\n\t"
@@ -213,15 +218,50 @@ static inline void tt_q_requant4_summed(int32_t a0, int32_t a1, int32_t a2, int3
             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
             : [s] "t"(scale)
             : "s0", "s1", "s2", "s3");
-    y[0] = (int8_t)__ssat(__qadd(a0, y_zero), 8);
-    y[1] = (int8_t)__ssat(__qadd(a1, y_zero), 8);
-    y[2] = (int8_t)__ssat(__qadd(a2, y_zero), 8);
-    y[3] = (int8_t)__ssat(__qadd(a3, y_zero), 8);
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+#else
+    (void)a, (void)scale; /* the portable paths round in float (tt_q_round_clamp) */
+#endif
+}
+
+/* y[0..3] = tt_q_requant_summed(a0..a3, scale, y_zero): the same operations, with the four
+ * values moving between the integer and float registers two at a time. */
+static inline __attribute__((always_inline)) void tt_q_requant4_summed(
+    int32_t a0, int32_t a1, int32_t a2, int32_t a3, float scale, int32_t y_zero, int8_t *y)
+{
+#if TT_QCONV_DSP && defined(__ARM_FP)
+    int32_t a[4] = {a0, a1, a2, a3};
+    tt_q_round4(a, scale);
+    y[0] = (int8_t)__ssat(__qadd(a[0], y_zero), 8);
+    y[1] = (int8_t)__ssat(__qadd(a[1], y_zero), 8);
+    y[2] = (int8_t)__ssat(__qadd(a[2], y_zero), 8);
+    y[3] = (int8_t)__ssat(__qadd(a[3], y_zero), 8);
 #else
     y[0] = tt_q_requant_summed(a0, scale, y_zero);
     y[1] = tt_q_requant_summed(a1, scale, y_zero);
     y[2] = tt_q_requant_summed(a2, scale, y_zero);
     y[3] = tt_q_requant_summed(a3, scale, y_zero);
+#endif
+}
+
+/* row[0..3] = (int16)(tt_q_requant_summed(a[i], scale, y_zero) - dw_x_zero): the expansion's
+ * output as the depthwise reads it, two values packed per 32-bit store (SSUB16). */
+static inline __attribute__((always_inline)) void tt_q_requant4_row16(
+    int32_t a[4], float scale, int32_t y_zero, int32_t dw_x_zero, int16_t *row)
+{
+#if TT_QCONV_DSP && defined(__ARM_FP)
+    tt_q_round4(a, scale);
+    uint32_t zz = ((uint32_t)dw_x_zero & 0xFFFFu) * 0x10001u;
+    uint32_t lo = tt_q_pkhbt((uint32_t)__ssat(__qadd(a[0], y_zero), 8),
+                             (uint32_t)__ssat(__qadd(a[1], y_zero), 8));
+    uint32_t hi = tt_q_pkhbt((uint32_t)__ssat(__qadd(a[2], y_zero), 8),
+                             (uint32_t)__ssat(__qadd(a[3], y_zero), 8));
+    tt_q_st32(row, (uint32_t)__ssub16((int16x2_t)lo, (int16x2_t)zz));
+    tt_q_st32(row + 2, (uint32_t)__ssub16((int16x2_t)hi, (int16x2_t)zz));
+#else
+    for (int32_t i = 0; i < 4; i++) {
+        row[i] = (int16_t)(tt_q_requant_summed(a[i], scale, y_zero) - dw_x_zero);
+    }
 #endif
 }
 
@@ -242,6 +282,7 @@ static inline uint32_t tt_q_slot(uint32_t k) { return (k & ~3u) * 4u + ((k & 1u)
 /* Columns of pixels p0..p0+3 of a 1x1 stride-1 unpadded conv (P pixels per channel): a 4x4
  * byte transpose per 4 channels, widened and shifted by -x_zero on the way (SXTAB16 with
  * nzz = (-x_zero, -x_zero)). Channels past the last multiple of 4 go through the scalar path. */
+__attribute__((always_inline))
 static inline void tt_q_cols_1x1(const int8_t *x, int32_t C, int32_t P, int32_t p0,
                                  uint32_t nzz, tt_q_word *col)
 {
@@ -374,11 +415,11 @@ static inline __attribute__((always_inline)) void tt_q_dot4(const int8_t *wr, in
 /* y = qconv2d(x, w, bias, scale), groups = 1, any kernel / stride / padding.
  * x int8 (1, C, H, W); w int8 (O, C, kh, kw); y int8 (1, O, Ho, Wo).
  * scratch: TT_QCONV_IM2COL_SCRATCH(C * kh * kw) bytes, 4-byte aligned. */
-static inline void tt_qconv_im2col(const int8_t *x, const int8_t *w, const int32_t *bias,
-                                   const float *scale, int8_t *y, int32_t C, int32_t H,
-                                   int32_t W, int32_t O, int32_t kh, int32_t kw, int32_t stride,
-                                   int32_t pad_h, int32_t pad_w, int32_t x_zero, int32_t y_zero,
-                                   void *scratch)
+TT_Q_SPECIALISED void tt_qconv_im2col(const int8_t *x, const int8_t *w, const int32_t *bias,
+                                      const float *scale, int8_t *y, int32_t C, int32_t H,
+                                      int32_t W, int32_t O, int32_t kh, int32_t kw, int32_t stride,
+                                      int32_t pad_h, int32_t pad_w, int32_t x_zero, int32_t y_zero,
+                                      void *scratch)
 {
     int32_t Ho = (H + 2 * pad_h - kh) / stride + 1, Wo = (W + 2 * pad_w - kw) / stride + 1;
     int32_t P = Ho * Wo, K = C * kh * kw, Kp = (K + 3) & ~3;
@@ -492,10 +533,10 @@ static inline void tt_q_dw3x3_out_row(const int16_t *r0, const int16_t *r1, cons
 /* y = qconv2d(x, w, bias, scale) with groups = C = O and a 3x3 kernel, stride 1 or 2.
  * x int8 (1, C, H, W); w int8 (C, 1, 3, 3); y int8 (1, C, Ho, Wo).
  * scratch: TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes, 4-byte aligned. */
-static inline void tt_qconv_dw3x3(const int8_t *x, const int8_t *w, const int32_t *bias,
-                                  const float *scale, int8_t *y, int32_t C, int32_t H, int32_t W,
-                                  int32_t stride, int32_t pad_h, int32_t pad_w, int32_t x_zero,
-                                  int32_t y_zero, void *scratch)
+TT_Q_SPECIALISED void tt_qconv_dw3x3(const int8_t *x, const int8_t *w, const int32_t *bias,
+                                     const float *scale, int8_t *y, int32_t C, int32_t H, int32_t W,
+                                     int32_t stride, int32_t pad_h, int32_t pad_w, int32_t x_zero,
+                                     int32_t y_zero, void *scratch)
 {
     int32_t Ho = (H + 2 * pad_h - 3) / stride + 1, Wo = (W + 2 * pad_w - 3) / stride + 1;
     int32_t len = (W + 2 * pad_w + 3) / 2 * 2;
@@ -599,22 +640,15 @@ static inline void tt_q_expand_row(const int8_t *x, int32_t C, int32_t P, int32_
             a2 = tt_q_smlatb(ae, w2, a2);
             a3 = tt_q_smlatb(ao, w2, a3);
         }
-        int8_t q0, q1, q2, q3;
         if (summed) {
-            q0 = tt_q_requant_summed(a0, scale, y_zero);
-            q1 = tt_q_requant_summed(a1, scale, y_zero);
-            q2 = tt_q_requant_summed(a2, scale, y_zero);
-            q3 = tt_q_requant_summed(a3, scale, y_zero);
-        } else {
-            q0 = tt_q_requant(a0, bias, scale, y_zero);
-            q1 = tt_q_requant(a1, bias, scale, y_zero);
-            q2 = tt_q_requant(a2, bias, scale, y_zero);
-            q3 = tt_q_requant(a3, bias, scale, y_zero);
+            int32_t a[4] = {a0, a1, a2, a3};
+            tt_q_requant4_row16(a, scale, y_zero, dw_x_zero, row + ix);
+            continue;
         }
-        row[ix] = (int16_t)(q0 - dw_x_zero);
-        row[ix + 1] = (int16_t)(q1 - dw_x_zero);
-        row[ix + 2] = (int16_t)(q2 - dw_x_zero);
-        row[ix + 3] = (int16_t)(q3 - dw_x_zero);
+        row[ix] = (int16_t)(tt_q_requant(a0, bias, scale, y_zero) - dw_x_zero);
+        row[ix + 1] = (int16_t)(tt_q_requant(a1, bias, scale, y_zero) - dw_x_zero);
+        row[ix + 2] = (int16_t)(tt_q_requant(a2, bias, scale, y_zero) - dw_x_zero);
+        row[ix + 3] = (int16_t)(tt_q_requant(a3, bias, scale, y_zero) - dw_x_zero);
     }
     for (int32_t ix = W4; ix < W; ix++) {
         int32_t acc = init;
@@ -656,13 +690,13 @@ static inline void tt_q_dwk_out_row(const int16_t *const *rp, const uint32_t *wk
  * and requantizes with y_zero. Channel by channel, and within a channel row by row: each
  * expanded row is computed once, when the depthwise first needs it, into a ring of k rows.
  * scratch: TT_QCONV_EXPAND_DW_SCRATCH(C, W, k, pad_w) bytes, 4-byte aligned. */
-static inline void tt_qconv_expand_dw(const int8_t *x, const int8_t *w1, const int8_t *w2,
-                                      const int32_t *b1, const int32_t *b2, const float *s1,
-                                      const float *s2, int8_t *y, int32_t C, int32_t H,
-                                      int32_t W, int32_t E, int32_t k, int32_t stride,
-                                      int32_t pad_h, int32_t pad_w, int32_t x_zero,
-                                      int32_t y1_zero, int32_t dw_x_zero, int32_t y_zero,
-                                      void *scratch)
+TT_Q_SPECIALISED void tt_qconv_expand_dw(const int8_t *x, const int8_t *w1, const int8_t *w2,
+                                         const int32_t *b1, const int32_t *b2, const float *s1,
+                                         const float *s2, int8_t *y, int32_t C, int32_t H,
+                                         int32_t W, int32_t E, int32_t k, int32_t stride,
+                                         int32_t pad_h, int32_t pad_w, int32_t x_zero,
+                                         int32_t y1_zero, int32_t dw_x_zero, int32_t y_zero,
+                                         void *scratch)
 {
     int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
     int32_t len = (W + 2 * pad_w + 3) / 2 * 2, P = H * W, half = (k + 1) / 2;

@@ -5,8 +5,9 @@ path for the Cortex-M4/M7 and a portable path for the host, bit-identical). Each
 returns a PrimFunc with exactly the buffer signature and the ``"tt.*"`` attributes of the
 ``qops`` kernel it replaces, plus ``"tt.fast"`` = the C function's name; its body is one
 ``T.call_extern`` (buffers as pointers, shapes and zero points as integer arguments) and, when
-the micro-kernel needs scratch, one local int32 buffer (a stack array in the C, of
-``TT_QCONV_*_SCRATCH`` bytes; the arena planner does not see it yet).
+the micro-kernel needs scratch, one int32 buffer of ``TT_QCONV_*_SCRATCH`` bytes allocated at the
+PrimFunc's root, which ``lower.prepare_kernels`` lifts to a parameter: the AOT planner places it
+in the arena for the call's duration, never on the C stack.
 
 Coverage (everything else keeps its naive ``qops`` kernel):
 
@@ -16,7 +17,9 @@ Coverage (everything else keeps its naive ``qops`` kernel):
 - ``qclassifier`` with int8 logits -> ``tt_qconv_im2col`` over a 1x1 input;
 - ``qexpand_depthwise`` (fuse_expand.py), depthwise k x k with k <= 7 -> ``tt_qconv_expand_dw``;
 - ``weight_grad_update`` (qupdate.py), groups = 1 or depthwise 3x3 -> ``tt_qgrad_update_*``;
-- the ``qgrad`` backward kernels -> ``tt_qgrad.h`` (see below).
+- the ``qgrad`` backward kernels -> ``tt_qgrad.h`` (see below);
+- the in-place depthwise kernels (inplace.py): forward 3x3 -> ``tt_qconv_dw3x3`` (in place as
+  it is), stride-1 data gradient -> ``tt_qgrad_data_dw3x3_inplace``.
 
 Requires: a module whose conv kernels come from ``qops`` (``"tt.op"`` attributes).
 Guarantees: every ``call_tir`` computes the same bits as before (tests/test_fast_kernels.py);
@@ -32,6 +35,7 @@ from tvm import s_tir, tirx
 from tvm.script import tirx as T
 
 from . import qgrad
+from .inplace import INPLACE_ATTR
 from .qops import ConvGeometry, qclassifier, qconv2d, tt_op
 
 HEADER = "tt_qconv.h"
@@ -40,7 +44,9 @@ GRAD_HEADER = "tt_qgrad.h"
 ACC_S8, ACC_F32, BIAS = "tt_qgrad_acc_s8", "tt_qgrad_acc_f32", "tt_qgrad_bias"
 WEIGHT, WEIGHT_DW3X3 = "tt_qgrad_weight", "tt_qgrad_weight_dw3x3"
 DATA, DATA_DW3X3 = "tt_qgrad_data", "tt_qgrad_data_dw3x3"
-WEIGHT_SCRATCH_BYTES = 4 * 8 * 30  # TT_QGRAD_WEIGHT_SCRATCH
+DATA_DW3X3_INPLACE = "tt_qgrad_data_dw3x3_inplace"
+DATA_1X1, DATA_1X1_OCH = "tt_qgrad_data_1x1", 120  # TT_QGRAD_D1X1_OCH
+WEIGHT_PIX = 64  # TT_QGRAD_WG_PIX: TT_QGRAD_WEIGHT_SCRATCH(P) = 4 * 8 * min(P, 64) bytes
 EXPAND_DW = "tt_qconv_expand_dw"
 UPDATES = {"round": "tt_qgrad_update_round", "stochastic": "tt_qgrad_update_stochastic",
            "master": "tt_qgrad_update_master"}
@@ -110,11 +116,11 @@ def _fast(g: ConvGeometry, x_zero: int, y_zero: int, flat: bool,
                bias: T.Buffer((o,), "int32"), scale: T.Buffer((o,), "float32"),
                y: T.Buffer(y_shape, "int8")):
         T.func_attr(attrs)
-        with T.sblock("root"):
+        scratch = T.alloc_buffer((words,), "int32")  # at the root: lower lifts it to the arena
+        with T.sblock("call"):
             T.reads(x[0, 0:c, 0:h, 0:w], weight[0:o, 0:g.w_shape[1], 0:kh, 0:kw],
                     bias[0:o], scale[0:o])
             T.writes(y[0, 0:o] if flat else y[0, 0:o, 0:g.out_hw[0], 0:g.out_hw[1]])
-            scratch = T.sblock_alloc_buffer((words,), "int32")
             T.evaluate(T.call_extern("int32", name, x.data, weight.data, bias.data, scale.data,
                                      y.data, *shape_args, scratch.data))
 
@@ -134,10 +140,10 @@ def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     """The fast PrimFunc computing what the ``qops`` conv or ``qgrad`` kernel ``func``
     computes, or None."""
     op = tt_op(func)
-    if "tt.inplace_input" in func.attrs:
-        return None  # an in-place kernel (tinytvm/quant/inplace.py) keeps its memory saving
     if str(func.attrs.get("tt.requant", "float32")) != "float32":
         return None  # the micro-kernels rescale in float32; fixed-point kernels stay TIR
+    if INPLACE_ATTR in func.attrs:
+        return _fast_inplace(func) if "tt.fast" not in func.attrs else None
     if op in _GRADIENTS and "tt.fast" not in func.attrs:
         return _GRADIENTS[op](func)
     if op in _FUSED and "tt.fast" not in func.attrs:
@@ -156,6 +162,28 @@ def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     if fast_kernel_name(g) is None:
         return None
     return qconv2d_fast(xs, ws, stride=g.stride, padding=g.padding, groups=g.groups, **zeros)
+
+
+def _fast_inplace(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+    """An in-place depthwise kernel (inplace.py) by a micro-kernel that may run in place too.
+    ``tt_qconv_dw3x3`` copies each input row into its ring of int16 rows before it writes the
+    output row that lands on it (rows out <= rows in, padding <= 1), so it needs no plane; the
+    data gradient goes through the one-channel plane (``tt_qgrad_data_dw3x3_inplace``)."""
+    a = func.attrs
+    if tt_op(func) == "qconv2d":
+        x, w, *_ = func.params
+        g = ConvGeometry.of_kernel(a, _shape(x), _shape(w))
+        if fast_kernel_name(g) != DW3X3 or max(g.padding) > 1:
+            return None
+        return _fast(g, int(a["tt.x_zero"]), int(a["tt.y_zero"]), False, func)
+    if tt_op(func) == "qconv2d_data_grad":
+        g_acc, weight, dx = func.params
+        g = _geometry(func, _shape(dx), _shape(g_acc)[1], _shape(weight)[1:])
+        if not _dw3x3(g) or g.stride != 1:
+            return None
+        (h, w), (ph, pw) = g.in_hw, g.padding
+        return _extern(func, DATA_DW3X3_INPLACE, (g.in_channels, h, w, ph, pw), 4 * h * w)
+    return None
 
 
 # ---- backward kernels (tinytvm.quant.qgrad) -> runtime_c/kernels/tt_qgrad.h ------------------
@@ -198,19 +226,24 @@ def weight_grad_fast(g: ConvGeometry, x_zero: int, rows: int | None = None) -> t
         raise ValueError(f"no fast weight gradient for {g}: groups=1 and 3x3 depthwise only")
     (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
     if name == WEIGHT:
-        args, scratch = (g.in_channels, h, w, rows, kh, kw, s, ph, pw, x_zero), WEIGHT_SCRATCH_BYTES
+        args = (g.in_channels, h, w, rows, kh, kw, s, ph, pw, x_zero)
+        scratch = 4 * 8 * min(g.out_hw[0] * g.out_hw[1], WEIGHT_PIX)
     else:
         args, scratch = (rows, h, w, s, ph, pw, x_zero), weight_dw3x3_scratch_bytes(g)
     return _extern(naive, name, args, scratch)
 
 
 def data_grad_fast(g: ConvGeometry) -> tirx.PrimFunc:
-    """``qgrad.data_grad`` computed by ``tt_qgrad_data`` / ``tt_qgrad_data_dw3x3``."""
+    """``qgrad.data_grad`` computed by ``tt_qgrad_data`` (``tt_qgrad_data_1x1`` for a 1x1
+    stride-1 unpadded conv) / ``tt_qgrad_data_dw3x3``."""
     naive = qgrad.data_grad(g)
     name = grad_kernel_name(g, "qconv2d_data_grad")
     if name is None:
         raise ValueError(f"no fast data gradient for {g}: groups=1 and 3x3 depthwise only")
     (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
+    if name == DATA and kh == kw == s == 1 and ph == pw == 0:  # the register-blocked gather
+        scratch = 64 + 16 * min(g.out_channels, DATA_1X1_OCH)  # TT_QGRAD_DATA_1X1_SCRATCH(O)
+        return _extern(naive, DATA_1X1, (g.in_channels, h * w, g.out_channels), scratch)
     if name == DATA:
         args = (g.in_channels, h, w, g.out_channels, kh, kw, s, ph, pw)
     else:
@@ -270,8 +303,8 @@ _GRADIENTS = {"qconv2d_weight_grad": _fast_weight_grad, "qconv2d_data_grad": _fa
 def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int | float, ...],
             scratch_bytes: int, extra_attrs: tuple[tuple[str, int], ...] = ()) -> tirx.PrimFunc:
     """``naive``'s signature and attributes (+ "tt.fast", + ``extra_attrs``), the body one call
-    of the C function ``name(buffers..., *args[, scratch])``; the scratch is a local int32
-    buffer. A float in ``args`` is passed as a float32 immediate, printed by TVM's C codegen
+    of the C function ``name(buffers..., *args[, scratch])``; the scratch is an int32 buffer
+    allocated at the root (an arena tensor once ``lower.prepare_kernels`` lifts it). A float in ``args`` is passed as a float32 immediate, printed by TVM's C codegen
     exactly as the naive kernel prints the same constant."""
     buffers = list(naive.params)
     scratch = []
@@ -281,9 +314,11 @@ def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int | float, ...],
     call = tirx.call_extern("int32", name, *[b.data for b in buffers], *values,
                             *[b.data for b in scratch])
     regions = [tirx.BufferRegion(b, [tvm.ir.Range(0, d) for d in b.shape]) for b in buffers]
-    root = s_tir.stmt.SBlock([], regions[:-1], regions[-1:], "root", tirx.Evaluate(call),
-                             alloc_buffers=scratch)
-    body = s_tir.stmt.SBlockRealize([], True, root)
+    call_block = s_tir.stmt.SBlock([], regions[:-1], regions[-1:], "call", tirx.Evaluate(call))
+    body = s_tir.stmt.SBlockRealize([], True, call_block)
+    if scratch:  # allocated at the root, where lower.prepare_kernels lifts it to the arena
+        body = tirx.SeqStmt([tirx.AllocBuffer(scratch[0]), body])
+    body = s_tir.stmt.SBlockRealize([], True, s_tir.stmt.SBlock([], [], [], "root", body))
     attrs = {**dict(naive.attrs), "tt.fast": name, **dict(extra_attrs)}
     if name not in (ACC_S8, ACC_F32):  # the element-wise ones may run in place, no other
         # (weight_grad_update still writes over its weight: tinytvm.aot keys that on the
