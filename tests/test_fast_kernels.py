@@ -814,3 +814,28 @@ def test_fast_inplace_depthwise_kernels_match_naive_when_aliased(tmp_path):
         for kind in ("n", "f"):
             got = run(f"{kind}{i}", inputs, out_shape, aliased=True)
             np.testing.assert_array_equal(got, reference, err_msg=f"{kind}{i}")
+
+
+def test_fast_weight_update_saturates_extreme_steps_like_naive(tmp_path):
+    """Steps far beyond the int8 range (|step| ~ 1e3..1e6, overflow to +-inf, NaN from an
+    inf gradient): tt_g_apply's int32 clamp gives the naive int64 clamp's bytes."""
+    rng = np.random.default_rng(23)
+    prims, runs = {}, []
+    for case in ("pointwise_24to16_4x4", "depthwise3_s1_7_6x6_rows5", "pointwise_16to5_9x9"):
+        for rounding in ("round", "stochastic"):
+            naive, inputs = update_kernel(case, rounding, 0.05, rng)
+            factor = inputs[3]
+            factor[0], factor[-1] = 1e38, 5e3  # rows of +-inf steps and of |steps| > 1024
+            if len(factor) > 2:
+                factor[1] = -1e38
+            g_acc = inputs[1]
+            g_acc.reshape(-1)[3] = np.inf  # an inf gradient: inf or NaN sums downstream
+            name = f"{case}_{rounding}"
+            prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast_version(naive)
+            runs.append((name, inputs))
+    lib = _host_library(prims, tmp_path, "extreme")
+    for name, inputs in runs:
+        target = inputs[2]
+        naive, fast = (_call(lib, f"{k}_{name}", inputs, np.zeros_like(target)) for k in "nf")
+        np.testing.assert_array_equal(fast, naive, err_msg=name)
+        assert {-128, 127} <= set(naive.reshape(-1).tolist()), name  # saturated both ways

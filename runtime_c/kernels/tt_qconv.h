@@ -18,7 +18,7 @@
  * same integers with plain C (the host build). Only the intrinsics differ; the loops are shared.
  *
  * Scratch: the kernels allocate nothing. The caller passes a 4-byte aligned scratch buffer of
- * TT_QCONV_IM2COL_SCRATCH(K) or TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes (formulas below); it
+ * TT_QCONV_IM2COL_SCRATCH(K, pointwise) or TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes (formulas below); it
  * holds (x - x_zero) widened to int16, so the inner loops run two 16x16 MACs per SMLAD.
  * Both sizes are small (4 pixels' columns, or 3 padded input rows).
  *
@@ -46,8 +46,9 @@
 #define TT_Q_SPECIALISED static inline __attribute__((always_inline))
 
 /* Bytes of scratch, 4-byte aligned. K = C * kh * kw: 4 pixel columns of int16, K rounded up
- * to a multiple of 4. */
-#define TT_QCONV_IM2COL_SCRATCH(K) (8 * (((K) + 3) / 4 * 4))
+ * to a multiple of 4; a conv other than 1x1 stride 1 unpadded also keeps a table of its taps
+ * (int32 offset + int16 slot each). */
+#define TT_QCONV_IM2COL_SCRATCH(K, pointwise) ((pointwise ? 8 : 14) * (((K) + 3) / 4 * 4))
 /* 3 rows of int16, each W + 2 * pad_w values rounded up to even, plus 2 zero values of slack
  * (the 2-output loop reads one pair past the last tap). */
 #define TT_QCONV_DW3X3_SCRATCH(W, pad_w) (6 * ((((W) + 2 * (pad_w)) + 3) / 2 * 2))
@@ -328,6 +329,39 @@ static inline void tt_q_col_pixel(const int8_t *x, int32_t C, int32_t H, int32_t
     }
 }
 
+/* The taps k = (c, ky, kx) of a window: off[k], the input offset from the window's top-left,
+ * and slot[k] = tt_q_slot(k), where the tap goes in a column. */
+static inline void tt_q_tap_tables(int32_t C, int32_t H, int32_t W, int32_t kh, int32_t kw,
+                                   int32_t *off, uint16_t *slot)
+{
+    int32_t k = 0;
+    for (int32_t c = 0; c < C; c++) {
+        for (int32_t ky = 0; ky < kh; ky++) {
+            for (int32_t kx = 0; kx < kw; kx++, k++) {
+                off[k] = (c * H + ky) * W + kx;
+                slot[k] = (uint16_t)tt_q_slot((uint32_t)k);
+            }
+        }
+    }
+}
+
+/* Columns of 4 output pixels of one row whose windows lie inside the input (no padding
+ * tests): window q starts at x0 + q * stride. Per tap, 4 loads and 4 stores at fixed
+ * distances, instead of tt_q_col_pixel's per-tap bounds and slot arithmetic. */
+static inline __attribute__((always_inline)) void tt_q_cols_inside4(
+    const int8_t *x0, int32_t stride, int32_t K, const int32_t *off, const uint16_t *slot,
+    int32_t x_zero, tt_q_half *col16)
+{
+    for (int32_t k = 0; k < K; k++) {
+        const int8_t *b = x0 + off[k];
+        tt_q_half *d = col16 + slot[k];
+        d[0] = (int16_t)(b[0] - x_zero);
+        d[4] = (int16_t)(b[stride] - x_zero);
+        d[8] = (int16_t)(b[2 * stride] - x_zero);
+        d[12] = (int16_t)(b[3 * stride] - x_zero);
+    }
+}
+
 /* The 4 accumulators of output channel row `wr` (K int8 weights) against the 4 columns,
  * each starting at `init`. */
 static inline __attribute__((always_inline)) void tt_q_dot4(const int8_t *wr, int32_t K, int32_t last_row, const tt_q_word *col,
@@ -414,7 +448,7 @@ static inline __attribute__((always_inline)) void tt_q_dot4(const int8_t *wr, in
 
 /* y = qconv2d(x, w, bias, scale), groups = 1, any kernel / stride / padding.
  * x int8 (1, C, H, W); w int8 (O, C, kh, kw); y int8 (1, O, Ho, Wo).
- * scratch: TT_QCONV_IM2COL_SCRATCH(C * kh * kw) bytes, 4-byte aligned. */
+ * scratch: TT_QCONV_IM2COL_SCRATCH(C * kh * kw, 1x1 stride 1 unpadded) bytes, 4-byte aligned. */
 TT_Q_SPECIALISED void tt_qconv_im2col(const int8_t *x, const int8_t *w, const int32_t *bias,
                                       const float *scale, int8_t *y, int32_t C, int32_t H,
                                       int32_t W, int32_t O, int32_t kh, int32_t kw, int32_t stride,
@@ -428,6 +462,9 @@ TT_Q_SPECIALISED void tt_qconv_im2col(const int8_t *x, const int8_t *w, const in
     int pointwise = kh == 1 && kw == 1 && stride == 1 && pad_h == 0 && pad_w == 0;
     uint32_t nzz = ((uint32_t)-x_zero & 0xFFFFu) * 0x10001u;
     memset(scratch, 0, (size_t)Kp * 8);
+    int32_t *off = (int32_t *)(col16 + 4 * Kp);
+    uint16_t *slot = (uint16_t *)(off + Kp);
+    if (!pointwise) tt_q_tap_tables(C, H, W, kh, kw, off, slot);
     /* Whether every bias may start its accumulator: then full blocks of 4 pixels take a
      * loop without per-channel tests. */
     int all_summed = 1;
@@ -438,6 +475,13 @@ TT_Q_SPECIALISED void tt_qconv_im2col(const int8_t *x, const int8_t *w, const in
         if (pointwise && n == 4) {
             tt_q_cols_1x1(x, C, P, p0, nzz, col);
             c0 = C & ~3;
+        }
+        int32_t oy0 = p0 / Wo, ox0 = p0 % Wo;
+        int32_t iy0 = oy0 * stride - pad_h, ix0 = ox0 * stride - pad_w;
+        if (!pointwise && n == 4 && ox0 + 3 < Wo && iy0 >= 0 && iy0 + kh <= H && ix0 >= 0
+            && ix0 + 3 * stride + kw <= W) {
+            tt_q_cols_inside4(x + iy0 * W + ix0, stride, K, off, slot, x_zero, col16);
+            c0 = C;
         }
         for (int32_t q = 0; q < n && c0 < C; q++) {
             int32_t oy = (p0 + q) / Wo, ox = (p0 + q) % Wo;
@@ -477,62 +521,134 @@ TT_Q_SPECIALISED void tt_qconv_im2col(const int8_t *x, const int8_t *w, const in
 
 /* ---- depthwise 3x3 ------------------------------------------------------------------------- */
 
-/* Padded int16 row of x - x_zero: pad_w zeros, W values, zeros up to `len`. */
-static inline void tt_q_dw_row(const int8_t *xr, int32_t W, int32_t pad_w, int32_t len,
-                               uint32_t nzz, int16_t *row)
+/* The W values of a padded int16 row of x - x_zero, at row (past the left padding; the padding
+ * and slack columns are left as they are: zero, see tt_qconv_dw3x3). */
+static inline void tt_q_dw_row(const int8_t *xr, int32_t W, uint32_t nzz, int16_t *row)
 {
-    int16_t *dst = row + pad_w, *end = row + len;
-    for (int16_t *r = row; r < dst; r++) *r = 0;
     const int8_t *xe = xr + W;
-    for (; xe - xr >= 4; xr += 4, dst += 4) {
+    for (; xe - xr >= 4; xr += 4, row += 4) {
         uint32_t v = tt_q_ld32(xr);
         uint32_t e = tt_q_sxtab16(nzz, v), o = tt_q_sxtab16_ror8(nzz, v);
-        tt_q_st32(dst, tt_q_pkhbt(e, o));
-        tt_q_st32(dst + 2, tt_q_pkhtb(o, e));
+        tt_q_st32(row, tt_q_pkhbt(e, o));
+        tt_q_st32(row + 2, tt_q_pkhtb(o, e));
     }
     int32_t x_zero = -(int32_t)(int16_t)(nzz & 0xFFFFu);
-    for (; xr < xe; xr++, dst++) *dst = (int16_t)(*xr - x_zero);
-    for (; dst < end; dst++) *dst = 0;
+    for (; xr < xe; xr++, row++) *row = (int16_t)(*xr - x_zero);
+}
+
+/* a[0..3] += one kernel row's taps of 4 outputs at stride 1, from the 4-byte aligned words
+ * q[0..2] = (x0, x1), (x2, x3), (x4, x5) of a padded int16 row (output i reads x_i..x_i+2);
+ * wa = (w0, w1), wb = (w1, w2). */
+static inline __attribute__((always_inline)) void tt_q_dw3_s1x4(const tt_q_word *q, uint32_t wa,
+                                                               uint32_t wb, int32_t a[4])
+{
+    uint32_t A = q[0], B = q[1], C = q[2];
+    a[0] = tt_q_smlabt(B, wb, tt_q_smlad(A, wa, a[0])); /* x0 w0 + x1 w1, x2 w2 */
+    a[1] = tt_q_smlad(B, wb, tt_q_smlatb(A, wa, a[1])); /* x1 w0, x2 w1 + x3 w2 */
+    a[2] = tt_q_smlabt(C, wb, tt_q_smlad(B, wa, a[2]));
+    a[3] = tt_q_smlad(C, wb, tt_q_smlatb(B, wa, a[3]));
+}
+
+/* The same at stride 2 (output i reads x_2i..x_2i+2): q[0..4] = (x0, x1) .. (x8, x9), x9 unused. */
+static inline __attribute__((always_inline)) void tt_q_dw3_s2x4(const tt_q_word *q, uint32_t wa,
+                                                               uint32_t wb, int32_t a[4])
+{
+    uint32_t A = q[0], B = q[1], C = q[2], D = q[3], E = q[4];
+    a[0] = tt_q_smlabt(B, wb, tt_q_smlad(A, wa, a[0]));
+    a[1] = tt_q_smlabt(C, wb, tt_q_smlad(B, wa, a[1]));
+    a[2] = tt_q_smlabt(D, wb, tt_q_smlad(C, wa, a[2]));
+    a[3] = tt_q_smlabt(E, wb, tt_q_smlad(D, wa, a[3]));
+}
+
+/* Outputs ox0.. of one depthwise 3x3 row (see tt_q_dw3x3_row), 4 at a time from ox0 (a
+ * multiple of 4, so the words read are 4-byte aligned) while 4 remain; returns where it
+ * stopped. `summed`: the accumulators start at the bias (`init`, tt_q_bias_in_acc) and
+ * requantize 4 at a time; otherwise they start at 0 and add the float bias b. */
+static inline __attribute__((always_inline)) int32_t tt_q_dw3x3_row4(
+    const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t wt[6], int32_t init,
+    int summed, float b, float s, int32_t y_zero, int32_t stride, int32_t Wo, int8_t *yr)
+{
+    const tt_q_word *q0 = (const tt_q_word *)r0, *q1 = (const tt_q_word *)r1;
+    const tt_q_word *q2 = (const tt_q_word *)r2;
+    int32_t ox = 0, step = 2 * stride; /* words per 4 outputs */
+    for (; ox + 4 <= Wo; ox += 4, q0 += step, q1 += step, q2 += step) {
+        int32_t a[4] = {init, init, init, init};
+        if (stride == 1) {
+            tt_q_dw3_s1x4(q0, wt[0], wt[1], a);
+            tt_q_dw3_s1x4(q1, wt[2], wt[3], a);
+            tt_q_dw3_s1x4(q2, wt[4], wt[5], a);
+        } else {
+            tt_q_dw3_s2x4(q0, wt[0], wt[1], a);
+            tt_q_dw3_s2x4(q1, wt[2], wt[3], a);
+            tt_q_dw3_s2x4(q2, wt[4], wt[5], a);
+        }
+        if (summed) {
+            tt_q_requant4_summed(a[0], a[1], a[2], a[3], s, y_zero, yr + ox);
+        } else {
+            for (int32_t i = 0; i < 4; i++) yr[ox + i] = tt_q_requant(a[i], b, s, y_zero);
+        }
+    }
+    return ox;
+}
+
+/* One output row of a depthwise 3x3 conv from three padded int16 rows of x - x_zero (the rows
+ * of its window, top to bottom, 4-byte aligned, with the slack of TT_QCONV_DW3X3_SCRATCH);
+ * wt = (w01[0], w12[0], w01[1], w12[1], w01[2], w12[2]): w01[r] = (w[r][0], w[r][1]), w12[r] =
+ * (w[r][1], w[r][2]). `init` / `summed` / b: as tt_q_dw3x3_row4 (init = bias when summed). */
+static inline __attribute__((always_inline)) void tt_q_dw3x3_row(
+    const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t wt[6], int32_t init,
+    int summed, float b, float s, int32_t y_zero, int32_t stride, int32_t Wo, int8_t *yr)
+{
+    int32_t ox = summed ? tt_q_dw3x3_row4(r0, r1, r2, wt, init, 1, b, s, y_zero, stride, Wo, yr)
+                        : tt_q_dw3x3_row4(r0, r1, r2, wt, 0, 0, b, s, y_zero, stride, Wo, yr);
+    for (; ox < Wo; ox++) { /* the last Wo % 4 */
+        int32_t ix = ox * stride;
+        int32_t acc = tt_q_smlabt(tt_q_ld32(r0 + ix + 2), wt[1],
+                                  tt_q_smlad(tt_q_ld32(r0 + ix), wt[0], summed ? init : 0));
+        acc = tt_q_smlabt(tt_q_ld32(r1 + ix + 2), wt[3], tt_q_smlad(tt_q_ld32(r1 + ix), wt[2], acc));
+        acc = tt_q_smlabt(tt_q_ld32(r2 + ix + 2), wt[5], tt_q_smlad(tt_q_ld32(r2 + ix), wt[4], acc));
+        yr[ox] = summed ? tt_q_requant_summed(acc, s, y_zero) : tt_q_requant(acc, b, s, y_zero);
+    }
+}
+
+/* (wt, init, summed) of tt_q_dw3x3_row for one channel's 3x3 weights w and bias. */
+static inline __attribute__((always_inline)) int tt_q_dw3x3_setup(const int8_t *w, int32_t bias,
+                                                                 uint32_t wt[6], int32_t *init)
+{
+    for (int32_t r = 0; r < 3; r++) {
+        wt[2 * r] = tt_q_pack16(w[3 * r], w[3 * r + 1]);
+        wt[2 * r + 1] = tt_q_pack16(w[3 * r + 1], w[3 * r + 2]);
+    }
+    int summed = tt_q_bias_in_acc(bias, 9);
+    *init = summed ? bias : 0;
+    return summed;
 }
 
 /* One output row of a depthwise 3x3 conv from three padded int16 rows of x - x_zero (the
- * rows of its window, top to bottom); w01[r] = (w[r][0], w[r][1]), w12[r] = (w[r][1], w[r][2]). */
+ * rows of its window, top to bottom); w01[r] = (w[r][0], w[r][1]), w12[r] = (w[r][1], w[r][2]);
+ * b = (float)bias. The rows: 4-byte aligned, each with the slack of TT_QCONV_DW3X3_SCRATCH. */
 static inline void tt_q_dw3x3_out_row(const int16_t *r0, const int16_t *r1, const int16_t *r2,
                                       const uint32_t w01[3], const uint32_t w12[3], float b,
                                       float s, int32_t y_zero, int32_t stride, int32_t Wo,
                                       int8_t *yr)
 {
-    int32_t ox = 0;
-    if (stride == 1) {
-        for (; ox + 2 <= Wo; ox += 2) {
-            uint32_t a = tt_q_ld32(r0 + ox), bb = tt_q_ld32(r0 + ox + 2);
-            int32_t s0 = tt_q_smlabt(bb, w12[0], tt_q_smlad(a, w01[0], 0));
-            int32_t s1 = tt_q_smlad(bb, w12[0], tt_q_smlatb(a, w01[0], 0));
-            a = tt_q_ld32(r1 + ox), bb = tt_q_ld32(r1 + ox + 2);
-            s0 = tt_q_smlabt(bb, w12[1], tt_q_smlad(a, w01[1], s0));
-            s1 = tt_q_smlad(bb, w12[1], tt_q_smlatb(a, w01[1], s1));
-            a = tt_q_ld32(r2 + ox), bb = tt_q_ld32(r2 + ox + 2);
-            s0 = tt_q_smlabt(bb, w12[2], tt_q_smlad(a, w01[2], s0));
-            s1 = tt_q_smlad(bb, w12[2], tt_q_smlatb(a, w01[2], s1));
-            yr[ox] = tt_q_requant(s0, b, s, y_zero);
-            yr[ox + 1] = tt_q_requant(s1, b, s, y_zero);
-        }
-    }
-    for (; ox < Wo; ox++) {
-        int32_t ix = ox * stride;
-        int32_t acc = tt_q_smlabt(tt_q_ld32(r0 + ix + 2), w12[0],
-                                  tt_q_smlad(tt_q_ld32(r0 + ix), w01[0], 0));
-        acc = tt_q_smlabt(tt_q_ld32(r1 + ix + 2), w12[1],
-                          tt_q_smlad(tt_q_ld32(r1 + ix), w01[1], acc));
-        acc = tt_q_smlabt(tt_q_ld32(r2 + ix + 2), w12[2],
-                          tt_q_smlad(tt_q_ld32(r2 + ix), w01[2], acc));
-        yr[ox] = tt_q_requant(acc, b, s, y_zero);
-    }
+    uint32_t wt[6] = {w01[0], w12[0], w01[1], w12[1], w01[2], w12[2]};
+    /* b = (float)bias is exact whenever the bias may start the accumulator (|bias| < 2**24) */
+    int32_t limit = (1 << 24) - 32640 * 9;
+    int summed = b <= (float)limit && b >= -(float)limit;
+    tt_q_dw3x3_row(r0, r1, r2, wt, summed ? (int32_t)b : 0, summed, b, s, y_zero, stride, Wo, yr);
 }
 
 /* y = qconv2d(x, w, bias, scale) with groups = C = O and a 3x3 kernel, stride 1 or 2.
  * x int8 (1, C, H, W); w int8 (C, 1, 3, 3); y int8 (1, C, Ho, Wo).
- * scratch: TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes, 4-byte aligned. */
+ * scratch: TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes, 4-byte aligned: a ring of 3 padded int16
+ * rows, zeroed once (the padding columns stay zero: only the W values of a row are written).
+ *
+ * In place (y == x, tinytvm/quant/inplace.py, padding <= 1): safe because each input row is
+ * copied into the ring before the first output row that reads it is written, and an output
+ * row never overwrites an input row that is not yet copied: output row oy of channel c ends at
+ * c Ho Wo + (oy + 1) Wo, the rows still to copy start at c H W + (oy stride + 3 - pad_h) W, and
+ * Ho <= H, Wo <= W. Keep the copy-before-write order. */
 TT_Q_SPECIALISED void tt_qconv_dw3x3(const int8_t *x, const int8_t *w, const int32_t *bias,
                                      const float *scale, int8_t *y, int32_t C, int32_t H, int32_t W,
                                      int32_t stride, int32_t pad_h, int32_t pad_w, int32_t x_zero,
@@ -542,32 +658,36 @@ TT_Q_SPECIALISED void tt_qconv_dw3x3(const int8_t *x, const int8_t *w, const int
     int32_t len = (W + 2 * pad_w + 3) / 2 * 2;
     int16_t *rows = (int16_t *)scratch;
     uint32_t nzz = ((uint32_t)-x_zero & 0xFFFFu) * 0x10001u;
+    memset(rows, 0, (size_t)len * 6);
     for (int32_t c = 0; c < C; c++, w += 9) {
         const int8_t *xc = x + c * H * W;
-        uint32_t w01[3], w12[3];
-        for (int32_t r = 0; r < 3; r++) {
-            w01[r] = ((uint32_t)(uint16_t)w[3 * r]) | ((uint32_t)(uint16_t)w[3 * r + 1] << 16);
-            w12[r] = ((uint32_t)(uint16_t)w[3 * r + 1]) | ((uint32_t)(uint16_t)w[3 * r + 2] << 16);
-        }
+        int8_t *yc = y + c * Ho * Wo;
+        uint32_t wt[6];
+        int32_t init;
+        int summed = tt_q_dw3x3_setup(w, bias[c], wt, &init);
         float b = (float)bias[c], s = scale[c];
-        int32_t held[3] = {INT32_MIN, INT32_MIN, INT32_MIN}; /* input row in each slot */
-        for (int32_t oy = 0; oy < Ho; oy++) {
-            const int16_t *rp[3];
-            for (int32_t r = 0; r < 3; r++) {
-                int32_t iy = oy * stride - pad_h + r, slot = (iy + pad_h) % 3;
-                int16_t *row = rows + slot * len;
-                if (held[slot] != iy) {
-                    held[slot] = iy;
-                    if (iy >= 0 && iy < H) {
-                        tt_q_dw_row(xc + iy * W, W, pad_w, len, nzz, row);
-                    } else {
-                        memset(row, 0, (size_t)len * 2);
-                    }
-                }
-                rp[r] = row;
+        int16_t *p0 = rows, *p1 = rows + len, *p2 = rows + 2 * len, *t;
+        for (int32_t oy = 0; oy < Ho; oy++, yc += Wo) {
+            /* the window's rows iy0..iy0+2 into p0..p2; the ones not held yet are copied now,
+             * before output row oy is written (in place: see above) */
+            int32_t iy0 = oy * stride - pad_h, first = 0;
+            if (oy == 0) {
+                first = 0;
+            } else if (stride == 1) {
+                t = p0, p0 = p1, p1 = p2, p2 = t, first = 2;
+            } else {
+                t = p0, p0 = p2, p2 = p1, p1 = t, first = 1;
             }
-            tt_q_dw3x3_out_row(rp[0], rp[1], rp[2], w01, w12, b, s, y_zero, stride, Wo,
-                               y + (c * Ho + oy) * Wo);
+            for (int32_t r = first; r < 3; r++) {
+                int16_t *row = r == 0 ? p0 : r == 1 ? p1 : p2;
+                int32_t iy = iy0 + r;
+                if (iy >= 0 && iy < H) {
+                    tt_q_dw_row(xc + iy * W, W, nzz, row + pad_w);
+                } else {
+                    memset(row, 0, (size_t)len * 2);
+                }
+            }
+            tt_q_dw3x3_row(p0, p1, p2, wt, init, summed, b, s, y_zero, stride, Wo, yc);
         }
     }
 }

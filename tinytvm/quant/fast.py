@@ -57,9 +57,11 @@ OPAQUE = 8
 
 
 def im2col_scratch_bytes(g: ConvGeometry) -> int:
-    """TT_QCONV_IM2COL_SCRATCH(K): 4 pixel columns of int16, K = C*kh*kw rounded up to 4."""
+    """TT_QCONV_IM2COL_SCRATCH(K, pointwise): 4 pixel columns of int16, K = C*kh*kw rounded up
+    to 4; other than 1x1 stride-1 unpadded convs also a tap table (int32 offset, int16 slot)."""
     k = g.in_channels * g.kernel[0] * g.kernel[1]
-    return 8 * ((k + 3) // 4 * 4)
+    pointwise = g.kernel == (1, 1) and g.stride == 1 and g.padding == (0, 0)
+    return (8 if pointwise else 14) * ((k + 3) // 4 * 4)
 
 
 def dw3x3_scratch_bytes(g: ConvGeometry) -> int:
