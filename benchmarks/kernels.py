@@ -19,8 +19,8 @@ as relative cost between kernels compiled by the same compiler, not as a cycle b
 
 Backward kernels (``qgrad`` vs ``tt_qgrad.h``) are measured the same way (``grad_rows``):
 weight, data and bias gradients per MAC of the conv (bias and accumulator gradients per output
-element), on the shapes of the first blocks (32x32) and of the last blocks (4x4), which a
-sparse-update step actually runs. The fused kernels (``fused_rows``): the 1x1 expansion +
+element), on the shapes of the first blocks (32x32), of the middle ones (16x16, 8x8: the
+stride-1 depthwise) and of the last blocks (4x4), which a sparse-update step actually runs. The fused kernels (``fused_rows``): the 1x1 expansion +
 depthwise of the frozen prefix's forward (``qexpand_depthwise`` vs ``tt_qconv_expand_dw``) and
 the weight gradient + update of the trained convs (``weight_grad_update`` vs
 ``tt_qgrad_update_*``), per MAC (expansion + depthwise MACs; rows x C x pixels).
@@ -164,6 +164,8 @@ GRAD_SHAPES = [  # (name, channels, size, out channels, kernel, stride, groups, 
     ("1x1 8->48 @32x32", 8, 32, 48, 1, 1, 1, None),
     ("dw3x3 48ch @32x32", 48, 32, 48, 3, 1, 48, None),
     ("dw3x3 s2 48ch @32x32", 48, 32, 48, 3, 2, 48, None),
+    ("dw3x3 96ch @16x16", 96, 16, 96, 3, 1, 96, None),
+    ("dw3x3 144ch @8x8", 144, 8, 144, 3, 1, 144, None),
     ("1x1 112->336 @4x4", 112, 4, 336, 1, 1, 1, None),
     ("1x1 336->112 @4x4", 336, 4, 112, 1, 1, 1, None),
     ("1x1 336->112 @4x4 rows 14", 336, 4, 112, 1, 1, 1, 14),
@@ -367,14 +369,17 @@ def whole_step(work: Path, fast: bool) -> dict:
                         train=train, passes=passes, stack_bytes=8192)
     x = rng.integers(-128, 128, (3, 1, 3, 128, 128)).astype(np.int8)
     y = np.array([1, 2, 3], np.int32)
-    counts, losses = [], None
+    counts, profiles, losses = [], [], None
     for steps in (0, 1, 2):
         run = run_training(art, Dataset.int8(x[:2], y[:2]), Dataset.int8(x[2:], y[2:]), steps,
-                           where="qemu", workdir=work / f"step{int(fast)}{steps}")
+                           where="qemu", workdir=work / f"step{int(fast)}{steps}", profile=True)
         counts.append(run.instructions)
+        profiles.append(run.profile or {})
         losses = run.losses
+    by_function = {f: n - profiles[1].get(f, 0) for f, n in profiles[2].items()}
     return {"step": counts[2] - counts[1], "first": counts[1] - counts[0],
-            "eval_only": counts[0], "losses": losses}
+            "eval_only": counts[0], "losses": losses,
+            "by_function": dict(sorted(by_function.items(), key=lambda item: -item[1]))}
 
 
 def parse_args(argv=None):
@@ -499,6 +504,19 @@ def step_tables(console):
     same = np.array_equal(steps["naive"]["losses"].view(np.uint32),
                           steps["fast"]["losses"].view(np.uint32))
     console.print(f"losses naive == fast, bit for bit: {'yes' if same else 'NO'}")
+    console.print(_profile_table(steps["fast"], top=15))
+
+
+def _profile_table(step: dict, top: int) -> Table:
+    """Where one step's instructions go: the functions of the ELF (each generated kernel with
+    the micro-kernel inlined into it, or a micro-kernel helper the compiler kept out of line)."""
+    table = Table(title=f"fast step by function (top {top} of {len(step['by_function'])}, "
+                        "N=2 - N=1, QEMU run_qemu(profile=True))")
+    for col in ("function", "instructions", "share"):
+        table.add_column(col, justify="right" if col != "function" else "left")
+    for name, count in list(step["by_function"].items())[:top]:
+        table.add_row(name, f"{count:,}", f"{100 * count / step['step']:.1f}%")
+    return table
 
 
 if __name__ == "__main__":

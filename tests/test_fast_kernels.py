@@ -88,6 +88,15 @@ CASES = {  # name: (channels, size, out channels, kernel, stride, groups, paddin
     "depthwise3_s2_12_10x10": (12, 10, 12, 3, 2, 12, 1),
     "depthwise3_s2_7_11x11_nopad": (7, 11, 7, 3, 2, 7, 0),
     "depthwise3_s1_5_4x4": (5, 4, 5, 3, 1, 5, 1),
+    # depthwise: 4 outputs at a time, then the last Wo % 4; W < 4; tiny planes, many channels
+    "depthwise3_s1_9_11x11": (9, 11, 9, 3, 1, 9, 1),
+    "depthwise3_s1_6_7x7_nopad": (6, 7, 6, 3, 1, 6, 0),
+    "depthwise3_s1_7_3x3": (7, 3, 7, 3, 1, 7, 1),
+    "depthwise3_s2_10_13x13": (10, 13, 10, 3, 2, 10, 1),
+    "depthwise3_s2_16_2x2": (16, 2, 16, 3, 2, 16, 1),
+    "depthwise3_s1_96_4x4": (96, 4, 96, 3, 1, 96, 1),
+    "depthwise3_s1_64_8x8": (64, 8, 64, 3, 1, 64, 1),
+    "depthwise3_s2_48_8x8": (48, 8, 48, 3, 2, 48, 1),
 }
 
 
@@ -156,16 +165,17 @@ def test_uncovered_kernels_stay_naive():
 
 
 def test_qemu_dsp_path_equals_host(tmp_path):
-    """A pointwise + depthwise s2 + 3x3 conv chain on the Cortex-M7 (DSP path) in QEMU."""
+    """A pointwise + depthwise s2 + depthwise s1 + 3x3 conv chain on the Cortex-M7 (DSP path)
+    in QEMU."""
     rng = np.random.default_rng(42)
     layers = [conv_case(rng, 13, 11, 18, 1, 1, 1), conv_case(rng, 18, 11, 18, 3, 2, 18),
-              conv_case(rng, 18, 6, 7, 3, 1, 1)]
+              conv_case(rng, 18, 6, 18, 3, 1, 18), conv_case(rng, 18, 6, 7, 3, 1, 1)]
     x = rng.integers(-128, 128, (1, 13, 11, 11)).astype(np.int8)
     prims = [p for p, _, _ in layers]
     arrays = [x] + [a for _, arr, _ in layers for a in arr]
     mod = use_fast_kernels(conv_module(prims, arrays, [s for _, _, s in layers]))
     assert sum("tt.fast" in f.attrs for f in mod.functions.values()
-               if isinstance(f, tvm.tirx.PrimFunc)) == 3
+               if isinstance(f, tvm.tirx.PrimFunc)) == 4
     host = tinytvm.build(mod, target="host", inference_only=True).host_session().infer(x)
     device = tinytvm.build(mod, target="mps2-an500", inference_only=True)
     run = run_inference_qemu(device, x, tmp_path)
@@ -200,6 +210,18 @@ GRAD_CASES = {  # name: (channels, size, out channels, kernel, stride, groups, p
     "depthwise3_s1_4_4x4_nopad": (4, 4, 4, 3, 1, 4, 0, None),
     "depthwise3_s1_3_5x5": (3, 5, 3, 3, 1, 3, 1, None),
     "depthwise3_s1_3_21x21": (3, 21, 3, 3, 1, 3, 1, None),
+    # stride 1 in gather form (tt_g_dwd_s1_row): 2-element edge blocks around 8 / 4 / 2 / 1-element
+    # blocks, 1 to 3 hit rows, both paddings
+    "depthwise3_s1_5_6x6": (5, 6, 5, 3, 1, 5, 1, None),
+    "depthwise3_s1_4_6x6_nopad": (4, 6, 4, 3, 1, 4, 0, None),
+    "depthwise3_s1_3_5x5_nopad": (3, 5, 3, 3, 1, 3, 0, None),
+    "depthwise3_s1_3_7x7": (3, 7, 3, 3, 1, 3, 1, None),
+    "depthwise3_s1_6_8x8": (6, 8, 6, 3, 1, 6, 1, None),
+    "depthwise3_s1_5_8x8_nopad_rows3": (5, 8, 5, 3, 1, 5, 0, 3),
+    "depthwise3_s1_4_9x9_nopad": (4, 9, 4, 3, 1, 4, 0, None),
+    "depthwise3_s1_2_15x15_nopad": (2, 15, 2, 3, 1, 2, 0, None),
+    "depthwise3_s1_3_16x16": (3, 16, 3, 3, 1, 3, 1, None),
+    "depthwise3_s1_3_16x16_nopad": (3, 16, 3, 3, 1, 3, 0, None),
     # stride 2 in gather form: 8 / 4 / 2 / 1-pair blocks, odd sizes, both paddings
     "depthwise3_s2_6_8x8": (6, 8, 6, 3, 2, 6, 1, None),
     "depthwise3_s2_4_4x4": (4, 4, 4, 3, 2, 4, 1, None),
@@ -382,6 +404,10 @@ DW_M7_CASES = [  # the tiny-plane and stride-2 depthwise cases, a few per progra
      "depthwise3_s1_4_1x1", "depthwise3_s1_4_4x4_nopad", "depthwise3_s1_3_5x5",
      "depthwise3_s2_6_8x8", "depthwise3_s2_4_4x4", "depthwise3_s2_3_2x2"],
     ["depthwise3_s1_3_21x21", "depthwise3_s2_3_13x13", "depthwise3_s2_5_12x12_nopad"],
+    ["depthwise3_s1_5_6x6", "depthwise3_s1_4_6x6_nopad", "depthwise3_s1_3_5x5_nopad",
+     "depthwise3_s1_3_7x7", "depthwise3_s1_6_8x8", "depthwise3_s1_5_8x8_nopad_rows3",
+     "depthwise3_s1_4_9x9_nopad", "depthwise3_s1_13_9x9"],
+    ["depthwise3_s1_2_15x15_nopad", "depthwise3_s1_3_16x16", "depthwise3_s1_3_16x16_nopad"],
     ["depthwise3_s2_3_31x31", "depthwise3_s2_2_38x38", "depthwise3_s2_2_37x37_nopad"],
 ]
 
@@ -406,6 +432,20 @@ def test_fast_depthwise_backward_kernels_on_cortex_m7(tmp_path, group):
             data += f"static float {name}_n[{size}], {name}_f[{size}];\n"
             calls += _compare_call(name, args)
     _run_on_m7(tmp_path, f"dwgrads{group}", prims, data, calls)
+
+
+def test_generated_depthwise_backward_header_is_up_to_date():
+    """runtime_c/kernels/tt_qgrad_dw.h is exactly what gen_tt_qgrad_dw.py writes (the header is
+    generated: change the generator and rerun it)."""
+    import subprocess
+    import sys
+
+    from tinytvm.toolchain import RUNTIME_C
+
+    gen = RUNTIME_C / "kernels" / "gen_tt_qgrad_dw.py"
+    run = subprocess.run([sys.executable, str(gen), "--check"], capture_output=True, text=True,
+                         check=False)
+    assert run.returncode == 0, run.stderr
 
 
 def _tiny_training_builds(target: str, rounding: str = "master"):
@@ -437,6 +477,7 @@ def test_fast_training_step_equals_naive_on_host():
             "tt_qgrad_data_dw3x3", "tt_qgrad_bias", "tt_qgrad_acc_s8",
             "tt_qgrad_acc_f32"} <= kinds
     assert "tt_qgrad.h" in fast.sources and "tt_qgrad.h" not in naive.sources
+    assert "tt_qgrad_dw.h" in fast.sources  # included by tt_qgrad.h: copied next to it
     x = np.random.default_rng(8).integers(-128, 128, (2, 1, 3, 15, 15)).astype(np.int8)
     sessions = [art.host_session() for art in (naive, fast)]
     for step, label in enumerate((3, 8)):
@@ -470,6 +511,8 @@ EXPAND_CASES = {  # name: (C, H, W, E, k, stride, (pad_h, pad_w))
     "c5_e12_7x7_k3_s1": (5, 7, 7, 12, 3, 1, (1, 1)),
     "c8_e24_9x10_k3_s2": (8, 9, 10, 24, 3, 2, (1, 1)),
     "c16_e20_8x8_k3_s2_nopad": (16, 8, 8, 20, 3, 2, (0, 0)),
+    "c8_e16_4x4_k3_s1": (8, 4, 4, 16, 3, 1, (1, 1)),
+    "c4_e6_15x15_k3_s2": (4, 15, 15, 6, 3, 2, (1, 1)),
     "c3_e7_11x6_k5_s1": (3, 11, 6, 7, 5, 1, (2, 2)),
     "c9_e10_13x13_k5_s2": (9, 13, 13, 10, 5, 2, (2, 1)),
     "c6_e9_10x9_k7_s1": (6, 10, 9, 9, 7, 1, (3, 3)),
@@ -623,7 +666,8 @@ def test_fused_fast_kernels_on_cortex_m7(tmp_path):
 
     rng = np.random.default_rng(23)
     kernels = []
-    for case in ("c8_e24_9x10_k3_s2", "c3_e7_11x6_k5_s1", "c12_e8_12x12_k7_s2"):
+    for case in ("c8_e24_9x10_k3_s2", "c5_e12_7x7_k3_s1", "c3_e7_11x6_k5_s1",
+                 "c12_e8_12x12_k7_s2"):
         naive, inputs, _ = expand_kernel(case, rng)
         kernels.append((case, naive, inputs))
     for case, rounding in (("pointwise_13to10_8x8_rows3", "stochastic"),
@@ -757,7 +801,8 @@ def test_fixed_point_kernels_are_not_swapped():
 
 # (channels, size, stride, padding): in-place depthwise 3x3 (tinytvm/quant/inplace.py)
 INPLACE_CASES = [(5, 9, 1, 1), (16, 12, 1, 1), (7, 11, 2, 1), (4, 10, 2, 1), (6, 9, 1, 0),
-                 (3, 8, 2, 0), (12, 4, 1, 1), (9, 1, 1, 1)]
+                 (3, 8, 2, 0), (12, 4, 1, 1), (9, 1, 1, 1), (20, 8, 1, 1), (5, 13, 2, 0),
+                 (6, 3, 1, 1), (4, 16, 2, 1)]
 
 
 def test_fast_inplace_depthwise_kernels_match_naive_when_aliased(tmp_path):
@@ -839,3 +884,175 @@ def test_fast_weight_update_saturates_extreme_steps_like_naive(tmp_path):
         naive, fast = (_call(lib, f"{k}_{name}", inputs, np.zeros_like(target)) for k in "nf")
         np.testing.assert_array_equal(fast, naive, err_msg=name)
         assert {-128, 127} <= set(naive.reshape(-1).tolist()), name  # saturated both ways
+
+
+# ---- mask-testing element-wise kernels (pack_mask, masked / qadd gradients -> tt_qmask.h) -----
+
+# odd sizes, sizes below 8, per-channel pixel counts that are not multiples of 8 (the mask
+# blocks of a channel then start mid-byte), multiples of 8 and 32
+MASK_SHAPES = [(1, 5, 3, 3), (1, 8, 4, 4), (1, 3, 7, 5), (1, 13, 1, 1), (1, 2, 8, 8),
+               (1, 7, 6, 6), (1, 4, 2, 2), (1, 1, 5, 9), (1, 6, 11, 11), (1, 3, 1, 2),
+               (1, 9, 4, 6), (1, 2, 16, 16)]
+
+
+def _extreme_gradients(rng, shape) -> np.ndarray:
+    """Random float32 gradients over many magnitudes, with +-0.0, denormals, values whose
+    product overflows to +-inf, no NaN."""
+    g = rng.standard_normal(shape) * 10.0 ** rng.uniform(-30, 30, shape)
+    g = g.astype(np.float32)
+    flat = g.reshape(-1)
+    flat[::5] = 0.0
+    flat[1::7] = -0.0
+    flat[2::11] = np.float32(3.0e38)
+    flat[3::13] = np.float32(-1.0e-45)
+    flat[4::17] = np.float32(-2.5e38)
+    return g
+
+
+def _saturated_y(rng, shape) -> np.ndarray:
+    y = rng.integers(-128, 128, shape).astype(np.int8)
+    flat = y.reshape(-1)
+    flat[::3] = rng.choice([-128, 127], flat[::3].size)
+    flat[1::10] = rng.choice([-127, 126], flat[1::10].size)  # the last values that pass
+    return y
+
+
+def mask_kernels(shape, rng):
+    """(name, naive kernel, inputs, index of the gradient input or None) for one shape: the
+    pack, the masked accumulator gradient (and its flat form), both qadd gradients."""
+    from tinytvm.quant import qgrad
+
+    _, o, h, w = shape
+    n = o * h * w
+    y = _saturated_y(rng, shape)
+    mask = rng.integers(0, 256, (n + 7) // 8).astype(np.uint8)  # garbage past N too
+    g = _extreme_gradients(rng, shape)
+    scale = rng.uniform(1e-4, 4.0, o).astype(np.float32)
+    scale[-1] = -scale[-1]
+    scales = rng.uniform(0.01, 3.0, 3).astype(np.float32)
+    scales[int(rng.integers(0, 3))] *= -1
+    flat_mask = rng.integers(0, 256, (o + 7) // 8).astype(np.uint8)
+    return [
+        ("pack", qgrad.pack_mask(shape), [y], None),
+        ("acc_masked", qgrad.accumulator_grad(o, (h, w), "int8", False, masked=True),
+         [mask, g, scale], 1),
+        ("acc_masked_flat", qgrad.accumulator_grad(o, (1, 1), "int8", True, masked=True),
+         [flat_mask, g.reshape(-1)[:o].reshape(1, o).copy(), scale], None),
+        ("acc_s8", qgrad.accumulator_grad(o, (h, w), "int8", False), [y, g, scale], 1),
+        ("bias", qgrad.bias_grad(o, (h, w)), [g], None),
+        ("acc_f32", qgrad.accumulator_grad(o, (h, w), "float32", False), [g, g, scale], 1),
+        ("acc_f32_flat", qgrad.accumulator_grad(o * h, (1, 1), "float32", True),
+         [g.reshape(1, -1)[:, :o * h], g.reshape(1, -1)[:, -o * h:], np.resize(scale, o * h)],
+         None),
+        *[(f"add{k}_masked", qgrad.add_grad(shape, k, masked=True), [mask, g, scales], 1)
+          for k in (0, 1)],
+        *[(f"add{k}", qgrad.add_grad(shape, k), [y, g, scales], 1) for k in (0, 1)],
+    ]
+
+
+def test_fast_mask_kernels_dispatch_and_attributes():
+    """pack_mask, the masked accumulator gradient and both qadd gradients get a tt_qmask_*
+    kernel; the masked ones keep their op_pattern (the AOT may write them over g_y), the others
+    are opaque; the fixed-point ones stay TIR."""
+    from tinytvm.lower import fast_kernel_header
+    from tinytvm.quant import qgrad
+    from tinytvm.quant.fast import OPAQUE
+
+    rng = np.random.default_rng(30)
+    expected = {"pack": "tt_qmask_pack", "acc_masked": "tt_qmask_acc",
+                "acc_masked_flat": "tt_qmask_acc", "add0_masked": "tt_qmask_add",
+                "add1_masked": "tt_qmask_add", "add0": "tt_qmask_add_s8",
+                "add1": "tt_qmask_add_s8"}
+    for kind, naive, _, _ in mask_kernels((1, 5, 3, 3), rng):
+        if kind not in expected:
+            continue
+        fast = fast_version(naive)
+        assert str(fast.attrs["tt.fast"]) == expected[kind], kind
+        assert fast_kernel_header(expected[kind]) == "tt_qmask.h"
+        assert "_masked" in kind or int(fast.attrs["op_pattern"]) == OPAQUE, kind
+        if "_masked" in kind:
+            assert int(fast.attrs["op_pattern"]) == int(naive.attrs["op_pattern"]) == 1, kind
+    assert fast_version(qgrad.add_grad((1, 4, 3, 3), 0, "fixed", masked=True)) is None
+    assert fast_version(qgrad.accumulator_grad(4, (3, 3), "int8", False, "fixed", True)) is None
+
+
+def test_fast_mask_kernels_match_qgrad_bit_for_bit(tmp_path):
+    """Every tt_qmask kernel (and tt_qgrad_acc_s8 / _f32 / tt_qgrad_bias) on the host against the
+    naive kernel, bit for bit: odd shapes, saturated outputs, +-0.0, denormals, overflow to
+    inf, garbage mask bits past N; int8 inputs at every byte offset; the gradient kernels also
+    run in place (output over g_y), as the AOT plan may call them."""
+    rng = np.random.default_rng(31)
+    prims, runs = {}, []
+    for i, shape in enumerate(MASK_SHAPES):
+        for kind, naive, inputs, grad in mask_kernels(shape, rng):
+            fast = fast_version(naive)
+            assert fast is not None, kind
+            name = f"{kind}_{i}"
+            prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast
+            runs.append((name, inputs, grad, naive.params[-1]))
+    lib = _host_library(prims, tmp_path, "masks")
+
+    def call(kernel, inputs, out, offset=0):
+        args = []
+        for a in inputs:  # int8 arrays shifted by `offset` bytes (unaligned words)
+            a = np.ascontiguousarray(a)
+            if a.dtype == np.int8 and offset:
+                buf = np.zeros(a.nbytes + 8, np.int8)
+                buf[offset:offset + a.size] = a.reshape(-1)
+                a = buf[offset:offset + a.size]
+            args.append(a)
+        return _call(lib, kernel, args, out)
+
+    for name, inputs, grad, out_param in runs:
+        shape = tuple(int(d) for d in out_param.shape)
+        dtype = np.dtype(str(out_param.dtype))
+        naive = call(f"n_{name}", inputs, np.full(shape, 0x5A, dtype))
+        if dtype == np.float32:
+            assert not np.isnan(naive).any(), name
+        for offset in (0, 1, 2, 3):
+            fast = call(f"f_{name}", inputs, np.full(shape, 0xA5, dtype), offset)
+            np.testing.assert_array_equal(fast.view(np.uint8), naive.view(np.uint8),
+                                          err_msg=f"{name} offset {offset}")
+        if grad is not None:  # in place: the output written over (a copy of) g_y
+            ins = [a.copy() for a in inputs]
+            call(f"f_{name}", ins, ins[grad])
+            np.testing.assert_array_equal(ins[grad].view(np.uint8), naive.view(np.uint8),
+                                          err_msg=f"{name} in place")
+
+
+def test_fast_mask_kernels_on_cortex_m7(tmp_path):
+    """The same comparison on the Cortex-M7 in QEMU (VSEL / UADD8 assembly paths): fast
+    against naive, separate and in place, y at an odd address."""
+    rng = np.random.default_rng(32)
+    prims, data, calls = {}, "", ""
+    for i, shape in enumerate(MASK_SHAPES):
+        for kind, naive, inputs, grad in mask_kernels(shape, rng):
+            name = f"{kind}_{i}"
+            prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast_version(naive)
+            out = naive.params[-1]
+            size = int(np.prod([int(d) for d in out.shape]))
+            ctype = "float" if str(out.dtype) == "float32" else "uint8_t"
+            args = []
+            for j, a in enumerate(inputs):
+                a = np.ascontiguousarray(a)
+                if a.dtype == np.uint8:
+                    values = ",".join(str(int(v)) for v in a.reshape(-1))
+                    data += (f"static uint8_t {name}_in{j}[{a.size}] "
+                             f"__attribute__((aligned(8))) = {{{values}}};\n")
+                elif a.dtype == np.int8:  # stored at an odd address
+                    values = ",".join(str(int(v)) for v in a.reshape(-1))
+                    data += (f"static int8_t {name}_in{j}[{a.size + 1}] "
+                             f"__attribute__((aligned(8))) = {{0,{values}}};\n")
+                else:
+                    data += _c_array(f"{name}_in{j}", a)
+                args.append(f"(void *)({name}_in{j} + {int(a.dtype == np.int8)})")
+            data += f"static {ctype} {name}_n[{size}], {name}_f[{size}];\n"
+            calls += _compare_call(name, args)
+            if grad is not None:  # in place over a copy of g_y
+                aliased = list(args)
+                aliased[grad] = f"(void *){name}_f"
+                calls += (f"  memcpy({name}_f, {name}_in{grad}, sizeof({name}_f));\n"
+                          f"  tt_k_f_{name}({', '.join(aliased)}, {name}_f);\n"
+                          f"  if (memcmp({name}_n, {name}_f, sizeof({name}_n))) "
+                          f'{{ tt_puts("MISMATCH in place {name}\\n"); bad++; }}\n')
+    _run_on_m7(tmp_path, "masks", prims, data, calls)

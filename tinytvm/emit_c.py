@@ -97,9 +97,13 @@ def render(name: str, fields: dict, programs: dict, offsets: dict) -> dict[str, 
     ) if train else ""
     sources = {header: Template(_template("model.h.tmpl")).substitute(fields),
                f"{name}.c": Template(_template("model.c.tmpl")).substitute(fields)}
-    for kernels_header in FAST_KERNELS_HEADERS:  # the micro-kernels included: next to model.c
-        if f'#include "{kernels_header}"' in fields["kernels"]:
-            sources[kernels_header] = (RUNTIME_C / "kernels" / kernels_header).read_text()
+    texts = [fields["kernels"]]  # the micro-kernels included, directly or by one: next to model.c
+    while texts:
+        text = texts.pop()
+        for kernels_header in FAST_KERNELS_HEADERS:
+            if kernels_header not in sources and f'#include "{kernels_header}"' in text:
+                sources[kernels_header] = (RUNTIME_C / "kernels" / kernels_header).read_text()
+                texts.append(sources[kernels_header])
     return sources
 
 

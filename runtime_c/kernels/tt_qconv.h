@@ -50,7 +50,7 @@
  * (int32 offset + int16 slot each). */
 #define TT_QCONV_IM2COL_SCRATCH(K, pointwise) ((pointwise ? 8 : 14) * (((K) + 3) / 4 * 4))
 /* 3 rows of int16, each W + 2 * pad_w values rounded up to even, plus 2 zero values of slack
- * (the 2-output loop reads one pair past the last tap). */
+ * (the stride-2 loop reads one pair past the last tap). */
 #define TT_QCONV_DW3X3_SCRATCH(W, pad_w) (6 * ((((W) + 2 * (pad_w)) + 3) / 2 * 2))
 
 /* ---- primitives: unaligned 32-bit access and the DSP operations ---------------------------- */
@@ -523,17 +523,45 @@ TT_Q_SPECIALISED void tt_qconv_im2col(const int8_t *x, const int8_t *w, const in
 
 /* The W values of a padded int16 row of x - x_zero, at row (past the left padding; the padding
  * and slack columns are left as they are: zero, see tt_qconv_dw3x3). */
-static inline void tt_q_dw_row(const int8_t *xr, int32_t W, uint32_t nzz, int16_t *row)
+static inline __attribute__((always_inline)) void tt_q_dw_row(const int8_t *xr, int32_t W,
+                                                             uint32_t nzz, int16_t *row)
 {
-    const int8_t *xe = xr + W;
-    for (; xe - xr >= 4; xr += 4, row += 4) {
+#if TT_QCONV_DSP
+    __asm__("" : "+r"(nzz)); /* keep it in a register (GCC rematerialises it per iteration) */
+#endif
+    for (int32_t n = W >> 3; n > 0; n--, xr += 8, row += 8) {
+        uint32_t v = tt_q_ld32(xr), u = tt_q_ld32(xr + 4);
+        uint32_t e = tt_q_sxtab16(nzz, v), o = tt_q_sxtab16_ror8(nzz, v);
+        uint32_t f = tt_q_sxtab16(nzz, u), p = tt_q_sxtab16_ror8(nzz, u);
+        tt_q_st32(row, tt_q_pkhbt_i(e, o));
+        tt_q_st32(row + 2, tt_q_pkhtb_i(o, e));
+        tt_q_st32(row + 4, tt_q_pkhbt_i(f, p));
+        tt_q_st32(row + 6, tt_q_pkhtb_i(p, f));
+    }
+    if (W & 4) {
         uint32_t v = tt_q_ld32(xr);
         uint32_t e = tt_q_sxtab16(nzz, v), o = tt_q_sxtab16_ror8(nzz, v);
-        tt_q_st32(row, tt_q_pkhbt(e, o));
-        tt_q_st32(row + 2, tt_q_pkhtb(o, e));
+        tt_q_st32(row, tt_q_pkhbt_i(e, o));
+        tt_q_st32(row + 2, tt_q_pkhtb_i(o, e));
+        xr += 4, row += 4;
     }
     int32_t x_zero = -(int32_t)(int16_t)(nzz & 0xFFFFu);
-    for (; xr < xe; xr++, row++) *row = (int16_t)(*xr - x_zero);
+    for (int32_t i = 0; i < (W & 3); i++) row[i] = (int16_t)(xr[i] - x_zero);
+}
+
+/* Ring row `row` (len values, its padding columns zero) := input row iy of the plane xc, or
+ * zeros where iy is padding. */
+static inline __attribute__((always_inline)) void tt_q_dw_fill(const int8_t *xc, int32_t H,
+                                                              int32_t W, int32_t pad_w,
+                                                              int32_t len, uint32_t nzz,
+                                                              int32_t iy, int16_t *row)
+{
+    if (iy >= 0 && iy < H) {
+        tt_q_dw_row(xc + iy * W, W, nzz, row + pad_w);
+    } else {
+        tt_q_word *r = (tt_q_word *)row;
+        for (int32_t i = 0; i < len / 2; i++) r[i] = 0;
+    }
 }
 
 /* a[0..3] += one kernel row's taps of 4 outputs at stride 1, from the 4-byte aligned words
@@ -549,7 +577,8 @@ static inline __attribute__((always_inline)) void tt_q_dw3_s1x4(const tt_q_word 
     a[3] = tt_q_smlad(C, wb, tt_q_smlatb(B, wa, a[3]));
 }
 
-/* The same at stride 2 (output i reads x_2i..x_2i+2): q[0..4] = (x0, x1) .. (x8, x9), x9 unused. */
+/* The same at stride 2 (output i reads x_2i..x_2i+2): q[0..4] = (x0, x1) .. (x8, x9), x9
+ * unused. */
 static inline __attribute__((always_inline)) void tt_q_dw3_s2x4(const tt_q_word *q, uint32_t wa,
                                                                uint32_t wb, int32_t a[4])
 {
@@ -560,18 +589,125 @@ static inline __attribute__((always_inline)) void tt_q_dw3_s2x4(const tt_q_word 
     a[3] = tt_q_smlabt(E, wb, tt_q_smlad(D, wa, a[3]));
 }
 
-/* Outputs ox0.. of one depthwise 3x3 row (see tt_q_dw3x3_row), 4 at a time from ox0 (a
- * multiple of 4, so the words read are 4-byte aligned) while 4 remain; returns where it
- * stopped. `summed`: the accumulators start at the bias (`init`, tt_q_bias_in_acc) and
- * requantize 4 at a time; otherwise they start at 0 and add the float bias b. */
-static inline __attribute__((always_inline)) int32_t tt_q_dw3x3_row4(
-    const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t wt[6], int32_t init,
+#if TT_QCONV_DSP && defined(__ARM_FP) && defined(__OPTIMIZE__)
+/* The bias-in-accumulator loop of tt_q_dw3x3_row4 on the DSP path, n >= 1 groups of 4 outputs
+ * (stride 1: 65 instructions per 36 MACs, stride 2: 68; GCC spills the accumulators). wt: the
+ * 6 weight words, then init (the bias) and y_zero. 14 core registers: needs optimisation (no
+ * frame pointer), hence __OPTIMIZE__. */
+#define TT_Q_DW3_ASM_S1_ROW(q, woff, c0, c1, c2, c3)                                              \
+    "ldrd   %[wa], %[wb], [%[wp], #" woff "]\n\t"                                                 \
+    "ldrd   %[A], %[B], [%[" q "]], #8\n\t"                                                       \
+    "smlad  %[a0], %[A], %[wa], %[" c0 "]\n\t"                                                    \
+    "smlatb %[a1], %[A], %[wa], %[" c1 "]\n\t"                                                    \
+    "ldr    %[A], [%[" q "]]\n\t"                                                                 \
+    "smlad  %[a2], %[B], %[wa], %[" c2 "]\n\t"                                                    \
+    "smlatb %[a3], %[B], %[wa], %[" c3 "]\n\t"                                                    \
+    "smlabt %[a0], %[B], %[wb], %[a0]\n\t"                                                        \
+    "smlad  %[a1], %[B], %[wb], %[a1]\n\t"                                                        \
+    "smlabt %[a2], %[A], %[wb], %[a2]\n\t"                                                        \
+    "smlad  %[a3], %[A], %[wb], %[a3]\n\t"
+#define TT_Q_DW3_ASM_S2_ROW(q, woff, c0, c1, c2, c3)                                              \
+    "ldrd   %[wa], %[wb], [%[wp], #" woff "]\n\t"                                                 \
+    "ldrd   %[A], %[B], [%[" q "]], #8\n\t"                                                       \
+    "smlad  %[a0], %[A], %[wa], %[" c0 "]\n\t"                                                    \
+    "smlabt %[a0], %[B], %[wb], %[a0]\n\t"                                                        \
+    "smlad  %[a1], %[B], %[wa], %[" c1 "]\n\t"                                                    \
+    "ldrd   %[A], %[B], [%[" q "]], #8\n\t"                                                       \
+    "smlabt %[a1], %[A], %[wb], %[a1]\n\t"                                                        \
+    "smlad  %[a2], %[A], %[wa], %[" c2 "]\n\t"                                                    \
+    "smlabt %[a2], %[B], %[wb], %[a2]\n\t"                                                        \
+    "smlad  %[a3], %[B], %[wa], %[" c3 "]\n\t"                                                    \
+    "ldr    %[A], [%[" q "]]\n\t"                                                                 \
+    "smlabt %[a3], %[A], %[wb], %[a3]\n\t"
+/* requantize a0..a3 (tt_q_requant4_summed) and store them at y, y += 4 */
+#define TT_Q_DW3_ASM_REQUANT4                                                                     \
+    "vmov          s0, s1, %[a0], %[a1]\n\t"                                                      \
+    "vmov          s2, s3, %[a2], %[a3]\n\t"                                                      \
+    "vcvt.f32.s32  s0, s0\n\t"                                                                    \
+    "vcvt.f32.s32  s1, s1\n\t"                                                                    \
+    "vcvt.f32.s32  s2, s2\n\t"                                                                    \
+    "vcvt.f32.s32  s3, s3\n\t"                                                                    \
+    "vmul.f32      s0, s0, %[s]\n\t"                                                              \
+    "vmul.f32      s1, s1, %[s]\n\t"                                                              \
+    "vmul.f32      s2, s2, %[s]\n\t"                                                              \
+    "vmul.f32      s3, s3, %[s]\n\t"                                                              \
+    "vcvtr.s32.f32 s0, s0\n\t"                                                                    \
+    "vcvtr.s32.f32 s1, s1\n\t"                                                                    \
+    "vcvtr.s32.f32 s2, s2\n\t"                                                                    \
+    "vcvtr.s32.f32 s3, s3\n\t"                                                                    \
+    "vmov          %[a0], %[a1], s0, s1\n\t"                                                      \
+    "vmov          %[a2], %[a3], s2, s3\n\t"                                                      \
+    "ldr    %[A], [%[wp], #28]\n\t"                                                               \
+    "qadd   %[a0], %[a0], %[A]\n\t"                                                               \
+    "qadd   %[a1], %[a1], %[A]\n\t"                                                               \
+    "qadd   %[a2], %[a2], %[A]\n\t"                                                               \
+    "qadd   %[a3], %[a3], %[A]\n\t"                                                               \
+    "ssat   %[a0], #8, %[a0]\n\t"                                                                 \
+    "ssat   %[a1], #8, %[a1]\n\t"                                                                 \
+    "ssat   %[a2], #8, %[a2]\n\t"                                                                 \
+    "ssat   %[a3], #8, %[a3]\n\t"                                                                 \
+    "strb   %[a1], [%[yp], #1]\n\t"                                                               \
+    "strb   %[a2], [%[yp], #2]\n\t"                                                               \
+    "strb   %[a3], [%[yp], #3]\n\t"                                                               \
+    "strb   %[a0], [%[yp]], #4\n\t"
+
+static inline __attribute__((always_inline)) void tt_q_dw3x3_asm4(
+    const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t wt[8], float s,
+    int32_t stride, int32_t n, int8_t *yr)
+{
+    uint32_t a0, a1, a2, a3, A, B, wa, wb;
+    if (stride == 1) {
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr    %[a3], [%[wp], #24]\n\t" /* init */
+            TT_Q_DW3_ASM_S1_ROW("q0", "0", "a3", "a3", "a3", "a3")
+            TT_Q_DW3_ASM_S1_ROW("q1", "8", "a0", "a1", "a2", "a3")
+            TT_Q_DW3_ASM_S1_ROW("q2", "16", "a0", "a1", "a2", "a3")
+            TT_Q_DW3_ASM_REQUANT4
+            "subs   %[n], %[n], #1\n\t"
+            "bne    1b\n\t"
+            : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),
+              [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+r"(r0), [q1] "+r"(r1),
+              [q2] "+r"(r2), [yp] "+r"(yr), [n] "+r"(n)
+            : [wp] "r"(wt), [s] "t"(s)
+            : "s0", "s1", "s2", "s3", "cc", "memory");
+    } else {
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr    %[a3], [%[wp], #24]\n\t" /* init */
+            TT_Q_DW3_ASM_S2_ROW("q0", "0", "a3", "a3", "a3", "a3")
+            TT_Q_DW3_ASM_S2_ROW("q1", "8", "a0", "a1", "a2", "a3")
+            TT_Q_DW3_ASM_S2_ROW("q2", "16", "a0", "a1", "a2", "a3")
+            TT_Q_DW3_ASM_REQUANT4
+            "subs   %[n], %[n], #1\n\t"
+            "bne    1b\n\t"
+            : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),
+              [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+r"(r0), [q1] "+r"(r1),
+              [q2] "+r"(r2), [yp] "+r"(yr), [n] "+r"(n)
+            : [wp] "r"(wt), [s] "t"(s)
+            : "s0", "s1", "s2", "s3", "cc", "memory");
+    }
+}
+#endif
+
+/* Outputs 0.. of one depthwise 3x3 row (see tt_q_dw3x3_row), 4 at a time (so the words read are
+ * 4-byte aligned): the first Wo & ~3. `summed`: the accumulators start at the bias (`init`,
+ * tt_q_bias_in_acc) and requantize 4 at a time; otherwise they start at 0 and add the float
+ * bias b. */
+static inline __attribute__((always_inline)) void tt_q_dw3x3_row4(
+    const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t wt[8], int32_t init,
     int summed, float b, float s, int32_t y_zero, int32_t stride, int32_t Wo, int8_t *yr)
 {
+#if TT_QCONV_DSP && defined(__ARM_FP) && defined(__OPTIMIZE__)
+    if (summed) {
+        if (Wo >= 4) tt_q_dw3x3_asm4(r0, r1, r2, wt, s, stride, Wo >> 2, yr);
+        return;
+    }
+#endif
     const tt_q_word *q0 = (const tt_q_word *)r0, *q1 = (const tt_q_word *)r1;
     const tt_q_word *q2 = (const tt_q_word *)r2;
-    int32_t ox = 0, step = 2 * stride; /* words per 4 outputs */
-    for (; ox + 4 <= Wo; ox += 4, q0 += step, q1 += step, q2 += step) {
+    int32_t step = 2 * stride; /* words per 4 outputs */
+    for (int32_t ox = 0; ox + 4 <= Wo; ox += 4, q0 += step, q1 += step, q2 += step) {
         int32_t a[4] = {init, init, init, init};
         if (stride == 1) {
             tt_q_dw3_s1x4(q0, wt[0], wt[1], a);
@@ -588,39 +724,46 @@ static inline __attribute__((always_inline)) int32_t tt_q_dw3x3_row4(
             for (int32_t i = 0; i < 4; i++) yr[ox + i] = tt_q_requant(a[i], b, s, y_zero);
         }
     }
-    return ox;
 }
 
 /* One output row of a depthwise 3x3 conv from three padded int16 rows of x - x_zero (the rows
  * of its window, top to bottom, 4-byte aligned, with the slack of TT_QCONV_DW3X3_SCRATCH);
- * wt = (w01[0], w12[0], w01[1], w12[1], w01[2], w12[2]): w01[r] = (w[r][0], w[r][1]), w12[r] =
- * (w[r][1], w[r][2]). `init` / `summed` / b: as tt_q_dw3x3_row4 (init = bias when summed). */
+ * wt = (w01[0], w12[0], w01[1], w12[1], w01[2], w12[2], init, y_zero): w01[r] = (w[r][0],
+ * w[r][1]), w12[r] = (w[r][1], w[r][2]). `init` / `summed` / b: as tt_q_dw3x3_row4. */
 static inline __attribute__((always_inline)) void tt_q_dw3x3_row(
-    const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t wt[6], int32_t init,
+    const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t wt[8], int32_t init,
     int summed, float b, float s, int32_t y_zero, int32_t stride, int32_t Wo, int8_t *yr)
 {
-    int32_t ox = summed ? tt_q_dw3x3_row4(r0, r1, r2, wt, init, 1, b, s, y_zero, stride, Wo, yr)
-                        : tt_q_dw3x3_row4(r0, r1, r2, wt, 0, 0, b, s, y_zero, stride, Wo, yr);
-    for (; ox < Wo; ox++) { /* the last Wo % 4 */
-        int32_t ix = ox * stride;
-        int32_t acc = tt_q_smlabt(tt_q_ld32(r0 + ix + 2), wt[1],
-                                  tt_q_smlad(tt_q_ld32(r0 + ix), wt[0], summed ? init : 0));
-        acc = tt_q_smlabt(tt_q_ld32(r1 + ix + 2), wt[3], tt_q_smlad(tt_q_ld32(r1 + ix), wt[2], acc));
-        acc = tt_q_smlabt(tt_q_ld32(r2 + ix + 2), wt[5], tt_q_smlad(tt_q_ld32(r2 + ix), wt[4], acc));
+    if (summed) {
+        tt_q_dw3x3_row4(r0, r1, r2, wt, init, 1, b, s, y_zero, stride, Wo, yr);
+    } else {
+        tt_q_dw3x3_row4(r0, r1, r2, wt, 0, 0, b, s, y_zero, stride, Wo, yr);
+    }
+    for (int32_t i = 0; i < (Wo & 3); i++) { /* the last Wo % 4 */
+        int32_t ox = (Wo & ~3) + i, ix = ox * stride;
+        int32_t acc = summed ? init : 0;
+        const int16_t *rr[3] = {r0 + ix, r1 + ix, r2 + ix};
+        for (int32_t r = 0; r < 3; r++) {
+            acc = tt_q_smlad(tt_q_ld32(rr[r]), wt[2 * r], acc);
+            acc = tt_q_smlabt(tt_q_ld32(rr[r] + 2), wt[2 * r + 1], acc);
+        }
         yr[ox] = summed ? tt_q_requant_summed(acc, s, y_zero) : tt_q_requant(acc, b, s, y_zero);
     }
 }
 
 /* (wt, init, summed) of tt_q_dw3x3_row for one channel's 3x3 weights w and bias. */
 static inline __attribute__((always_inline)) int tt_q_dw3x3_setup(const int8_t *w, int32_t bias,
-                                                                 uint32_t wt[6], int32_t *init)
+                                                                 int32_t y_zero, uint32_t wt[8],
+                                                                 int32_t *init)
 {
     for (int32_t r = 0; r < 3; r++) {
-        wt[2 * r] = tt_q_pack16(w[3 * r], w[3 * r + 1]);
-        wt[2 * r + 1] = tt_q_pack16(w[3 * r + 1], w[3 * r + 2]);
+        uint32_t w0 = (uint32_t)w[3 * r], w1 = (uint32_t)w[3 * r + 1], w2 = (uint32_t)w[3 * r + 2];
+        wt[2 * r] = tt_q_pkhbt_i(w0, w1);
+        wt[2 * r + 1] = tt_q_pkhbt_i(w1, w2);
     }
     int summed = tt_q_bias_in_acc(bias, 9);
     *init = summed ? bias : 0;
+    wt[6] = (uint32_t)*init, wt[7] = (uint32_t)y_zero;
     return summed;
 }
 
@@ -632,11 +775,13 @@ static inline void tt_q_dw3x3_out_row(const int16_t *r0, const int16_t *r1, cons
                                       float s, int32_t y_zero, int32_t stride, int32_t Wo,
                                       int8_t *yr)
 {
-    uint32_t wt[6] = {w01[0], w12[0], w01[1], w12[1], w01[2], w12[2]};
     /* b = (float)bias is exact whenever the bias may start the accumulator (|bias| < 2**24) */
     int32_t limit = (1 << 24) - 32640 * 9;
     int summed = b <= (float)limit && b >= -(float)limit;
-    tt_q_dw3x3_row(r0, r1, r2, wt, summed ? (int32_t)b : 0, summed, b, s, y_zero, stride, Wo, yr);
+    int32_t init = summed ? (int32_t)b : 0;
+    uint32_t wt[8] = {w01[0], w12[0], w01[1], w12[1], w01[2], w12[2], (uint32_t)init,
+                      (uint32_t)y_zero};
+    tt_q_dw3x3_row(r0, r1, r2, wt, init, summed, b, s, y_zero, stride, Wo, yr);
 }
 
 /* y = qconv2d(x, w, bias, scale) with groups = C = O and a 3x3 kernel, stride 1 or 2.
@@ -662,31 +807,27 @@ TT_Q_SPECIALISED void tt_qconv_dw3x3(const int8_t *x, const int8_t *w, const int
     for (int32_t c = 0; c < C; c++, w += 9) {
         const int8_t *xc = x + c * H * W;
         int8_t *yc = y + c * Ho * Wo;
-        uint32_t wt[6];
+        uint32_t wt[8];
         int32_t init;
-        int summed = tt_q_dw3x3_setup(w, bias[c], wt, &init);
+        int summed = tt_q_dw3x3_setup(w, bias[c], y_zero, wt, &init);
         float b = (float)bias[c], s = scale[c];
+        /* the window of output row oy: input rows iy0..iy0+2 in p0..p2; each row is copied
+         * when a window first takes it, before the output row is written (in place: above) */
         int16_t *p0 = rows, *p1 = rows + len, *p2 = rows + 2 * len, *t;
-        for (int32_t oy = 0; oy < Ho; oy++, yc += Wo) {
-            /* the window's rows iy0..iy0+2 into p0..p2; the ones not held yet are copied now,
-             * before output row oy is written (in place: see above) */
-            int32_t iy0 = oy * stride - pad_h, first = 0;
-            if (oy == 0) {
-                first = 0;
-            } else if (stride == 1) {
-                t = p0, p0 = p1, p1 = p2, p2 = t, first = 2;
+        int32_t iy0 = -pad_h;
+        tt_q_dw_fill(xc, H, W, pad_w, len, nzz, iy0, p0);
+        tt_q_dw_fill(xc, H, W, pad_w, len, nzz, iy0 + 1, p1);
+        tt_q_dw_fill(xc, H, W, pad_w, len, nzz, iy0 + 2, p2);
+        tt_q_dw3x3_row(p0, p1, p2, wt, init, summed, b, s, y_zero, stride, Wo, yc);
+        for (int32_t oy = 1; oy < Ho; oy++) {
+            yc += Wo, iy0 += stride;
+            if (stride == 1) {
+                t = p0, p0 = p1, p1 = p2, p2 = t;
             } else {
-                t = p0, p0 = p2, p2 = p1, p1 = t, first = 1;
+                t = p0, p0 = p2, p2 = p1, p1 = t;
+                tt_q_dw_fill(xc, H, W, pad_w, len, nzz, iy0 + 1, p1);
             }
-            for (int32_t r = first; r < 3; r++) {
-                int16_t *row = r == 0 ? p0 : r == 1 ? p1 : p2;
-                int32_t iy = iy0 + r;
-                if (iy >= 0 && iy < H) {
-                    tt_q_dw_row(xc + iy * W, W, nzz, row + pad_w);
-                } else {
-                    memset(row, 0, (size_t)len * 2);
-                }
-            }
+            tt_q_dw_fill(xc, H, W, pad_w, len, nzz, iy0 + 2, p2);
             tt_q_dw3x3_row(p0, p1, p2, wt, init, summed, b, s, y_zero, stride, Wo, yc);
         }
     }

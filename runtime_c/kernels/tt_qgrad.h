@@ -257,13 +257,66 @@ static inline void tt_g_axpy_strided(float *dst, int32_t step, const float *src,
 /* ---- accumulator and bias gradients -------------------------------------------------------- */
 
 /* g_acc = (-128 < y < 127) ? g_y * scale[o] : 0.0f; y int8 (1, O, P). May run in place
- * (g_acc == g_y). */
+ * (g_acc == g_y). The Cortex-M7 path does 8 pixels per iteration: two (unaligned) LDRs of y,
+ * UADD8 +0x81 (-128 -> 1, 127 -> 0, every other value >= 2 per byte), one VLDM, 8 VMUL, per
+ * element TST #0xFE << 8j + VSELEQ +0.0f (VSEL: FPv5; a Cortex-M4 build defines TT_QMASK_VSEL 0),
+ * one VSTM. */
 static inline void tt_qgrad_acc_s8(const int8_t *y, const float *g, const float *scale,
                                    float *g_acc, int32_t O, int32_t P)
 {
     for (int32_t o = 0; o < O; o++) {
         float s = scale[o];
-        for (int32_t p = 0; p < P; p++) {
+        int32_t p = 0;
+#if TT_QGRAD_ASM && defined(__ARM_FEATURE_DSP) && !(defined(TT_QMASK_VSEL) && !TT_QMASK_VSEL)
+        int32_t blocks = P >> 3;
+        if (blocks > 0) {
+            const int8_t *yp = y;
+            const float *gp = g;
+            float *out = g_acc;
+            uint32_t a, b;
+            const float z = 0.0f;
+            __asm__ volatile(
+                "1:\n\t"
+                "ldr      %[a], [%[y]], #4\n\t"
+                "ldr      %[b], [%[y]], #4\n\t"
+                "vldmia   %[g]!, {s0-s7}\n\t"
+                "uadd8    %[a], %[a], %[c81]\n\t"
+                "uadd8    %[b], %[b], %[c81]\n\t"
+                "vmul.f32 s0, s0, %[s]\n\t"
+                "vmul.f32 s1, s1, %[s]\n\t"
+                "vmul.f32 s2, s2, %[s]\n\t"
+                "vmul.f32 s3, s3, %[s]\n\t"
+                "vmul.f32 s4, s4, %[s]\n\t"
+                "vmul.f32 s5, s5, %[s]\n\t"
+                "vmul.f32 s6, s6, %[s]\n\t"
+                "vmul.f32 s7, s7, %[s]\n\t"
+                "tst      %[a], #0xFE\n\t"
+                "vseleq.f32 s0, %[z], s0\n\t"
+                "tst      %[a], #0xFE00\n\t"
+                "vseleq.f32 s1, %[z], s1\n\t"
+                "tst      %[a], #0xFE0000\n\t"
+                "vseleq.f32 s2, %[z], s2\n\t"
+                "tst      %[a], #0xFE000000\n\t"
+                "vseleq.f32 s3, %[z], s3\n\t"
+                "tst      %[b], #0xFE\n\t"
+                "vseleq.f32 s4, %[z], s4\n\t"
+                "tst      %[b], #0xFE00\n\t"
+                "vseleq.f32 s5, %[z], s5\n\t"
+                "tst      %[b], #0xFE0000\n\t"
+                "vseleq.f32 s6, %[z], s6\n\t"
+                "tst      %[b], #0xFE000000\n\t"
+                "vseleq.f32 s7, %[z], s7\n\t"
+                "vstmia   %[o]!, {s0-s7}\n\t"
+                "subs     %[n], %[n], #1\n\t"
+                "bne      1b\n\t"
+                : [y] "+r"(yp), [g] "+r"(gp), [o] "+r"(out), [n] "+r"(blocks), [a] "=&r"(a),
+                  [b] "=&r"(b)
+                : [c81] "r"(0x81818181u), [s] "t"(s), [z] "t"(z)
+                : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7");
+            p = P & ~7;
+        }
+#endif
+        for (; p < P; p++) {
             float v = g[p] * s;
             g_acc[p] = (uint32_t)((int32_t)y[p] + 127) < 254u ? v : 0.0f;
         }
@@ -271,23 +324,87 @@ static inline void tt_qgrad_acc_s8(const int8_t *y, const float *g, const float 
     }
 }
 
-/* g_acc = g_y * scale[o]: float32 logits have no clamp (y unused). */
+/* g_acc = g_y * scale[o]: float32 logits have no clamp (y unused). May run in place. The
+ * Cortex-M path: 8 elements per VLDM / 8 VMUL / VSTM (P = 1, the flat logits: g and scale both
+ * as vectors). */
 static inline void tt_qgrad_acc_f32(const float *y, const float *g, const float *scale,
                                     float *g_acc, int32_t O, int32_t P)
 {
     (void)y;
+#if TT_QGRAD_ASM
+#define TT_QGRAD_ACC_F32_LOOP(LOAD_S, S0, S1, S2, S3, S4, S5, S6, S7, ...)                  \
+    __asm__ volatile("1:\n\t"                                                               \
+                     "vldmia   %[g]!, {s0-s7}\n\t" LOAD_S                                   \
+                     "vmul.f32 s0, s0, " S0 "\n\tvmul.f32 s1, s1, " S1 "\n\t"               \
+                     "vmul.f32 s2, s2, " S2 "\n\tvmul.f32 s3, s3, " S3 "\n\t"               \
+                     "vmul.f32 s4, s4, " S4 "\n\tvmul.f32 s5, s5, " S5 "\n\t"               \
+                     "vmul.f32 s6, s6, " S6 "\n\tvmul.f32 s7, s7, " S7 "\n\t"               \
+                     "vstmia   %[o]!, {s0-s7}\n\t"                                          \
+                     "subs     %[n], %[n], #1\n\t"                                          \
+                     "bne      1b\n\t"                                                      \
+                     : [g] "+r"(gp), [o] "+r"(out), [n] "+r"(blocks), ##__VA_ARGS__         \
+                     :                                                                      \
+                     : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", \
+                       "s9", "s10", "s11", "s12", "s13", "s14", "s15")
+    if (P == 1 && O >= 8) {
+        const float *gp = g, *sp = scale;
+        float *out = g_acc;
+        int32_t blocks = O >> 3;
+        TT_QGRAD_ACC_F32_LOOP("vldmia   %[sp]!, {s8-s15}\n\t", "s8", "s9", "s10", "s11", "s12",
+                              "s13", "s14", "s15", [sp] "+r"(sp));
+        for (int32_t o = O & ~7; o < O; o++) g_acc[o] = g[o] * scale[o];
+        return;
+    }
+    for (int32_t o = 0; o < O; o++, g += P, g_acc += P) {
+        float s = scale[o];
+        int32_t p = 0, blocks = P >> 3;
+        if (blocks > 0) {
+            const float *gp = g;
+            float *out = g_acc;
+            TT_QGRAD_ACC_F32_LOOP("", "%[s]", "%[s]", "%[s]", "%[s]", "%[s]", "%[s]", "%[s]",
+                                  "%[s]", [s] "+t"(s));
+            p = P & ~7;
+        }
+        for (; p < P; p++) g_acc[p] = g[p] * s;
+    }
+#undef TT_QGRAD_ACC_F32_LOOP
+#else
     for (int32_t o = 0; o < O; o++, g += P, g_acc += P) {
         float s = scale[o];
         for (int32_t p = 0; p < P; p++) g_acc[p] = g[p] * s;
     }
+#endif
 }
 
-/* db[o] = 0 + g[o, 0] + g[o, 1] + ... (sequential, as the naive reduction) */
+/* db[o] = 0 + g[o, 0] + g[o, 1] + ... (sequential, as the naive reduction). The Cortex-M path
+ * adds 8 values per VLDM (8 dependent VADDs). */
 static inline void tt_qgrad_bias(const float *g, float *db, int32_t O, int32_t P)
 {
     for (int32_t o = 0; o < O; o++) {
         float acc = 0.0f;
         int32_t p = 0;
+#if TT_QGRAD_ASM
+        int32_t blocks = P >> 3;
+        if (blocks > 0) {
+            __asm__ volatile(
+                "1:\n\t"
+                "vldmia   %[g]!, {s0-s7}\n\t"
+                "vadd.f32 %[acc], %[acc], s0\n\t"
+                "vadd.f32 %[acc], %[acc], s1\n\t"
+                "vadd.f32 %[acc], %[acc], s2\n\t"
+                "vadd.f32 %[acc], %[acc], s3\n\t"
+                "vadd.f32 %[acc], %[acc], s4\n\t"
+                "vadd.f32 %[acc], %[acc], s5\n\t"
+                "vadd.f32 %[acc], %[acc], s6\n\t"
+                "vadd.f32 %[acc], %[acc], s7\n\t"
+                "subs     %[n], %[n], #1\n\t"
+                "bne      1b\n\t"
+                : [g] "+r"(g), [acc] "+t"(acc), [n] "+r"(blocks)
+                :
+                : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7");
+            p = P & ~7;
+        }
+#else
         for (; p + 4 <= P; p += 4, g += 4) {
             float g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
             acc = acc + g0;
@@ -295,6 +412,7 @@ static inline void tt_qgrad_bias(const float *g, float *db, int32_t O, int32_t P
             acc = acc + g2;
             acc = acc + g3;
         }
+#endif
         for (; p < P; p++, g++) acc = acc + *g;
         db[o] = acc;
     }

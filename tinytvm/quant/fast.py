@@ -18,6 +18,8 @@ Coverage (everything else keeps its naive ``qops`` kernel):
 - ``qexpand_depthwise`` (fuse_expand.py), depthwise k x k with k <= 7 -> ``tt_qconv_expand_dw``;
 - ``weight_grad_update`` (qupdate.py), groups = 1 or depthwise 3x3 -> ``tt_qgrad_update_*``;
 - the ``qgrad`` backward kernels -> ``tt_qgrad.h`` (see below);
+- ``pack_mask``, the masked accumulator gradient and the ``qadd`` gradients (masked or not)
+  -> ``tt_qmask.h`` (``tt_qmask_*``);
 - the in-place depthwise kernels (inplace.py): forward 3x3 -> ``tt_qconv_dw3x3`` (in place as
   it is), stride-1 data gradient -> ``tt_qgrad_data_dw3x3_inplace``.
 
@@ -42,6 +44,9 @@ HEADER = "tt_qconv.h"
 IM2COL, DW3X3 = "tt_qconv_im2col", "tt_qconv_dw3x3"
 GRAD_HEADER = "tt_qgrad.h"
 ACC_S8, ACC_F32, BIAS = "tt_qgrad_acc_s8", "tt_qgrad_acc_f32", "tt_qgrad_bias"
+# tt_qmask.h: the mask-testing element-wise kernels (pack_mask and the masked / qadd gradients)
+PACK_MASK, ACC_MASKED = "tt_qmask_pack", "tt_qmask_acc"
+ADD_MASKED, ADD_S8 = "tt_qmask_add", "tt_qmask_add_s8"
 WEIGHT, WEIGHT_DW3X3 = "tt_qgrad_weight", "tt_qgrad_weight_dw3x3"
 DATA, DATA_DW3X3 = "tt_qgrad_data", "tt_qgrad_data_dw3x3"
 DATA_DW3X3_INPLACE = "tt_qgrad_data_dw3x3_inplace"
@@ -297,8 +302,46 @@ def _fast_bias_grad(func):
     return bias_grad_fast(o, (h, w))
 
 
+def _elements(buffer) -> int:
+    n = 1
+    for d in _shape(buffer):
+        n *= d
+    return n
+
+
+def _fast_masked_accumulator_grad(func):
+    """``accumulator_grad(..., masked=True)`` -> ``tt_qmask_acc`` (in place over g_y as the
+    naive kernel: op_pattern kept)."""
+    *_, g_acc = func.params
+    _, o, h, w = _shape(g_acc)
+    return _extern(func, ACC_MASKED, (o, h * w), 0)
+
+
+def _fast_add_grad(func):
+    """``add_grad`` (masked or not) -> ``tt_qmask_add`` / ``tt_qmask_add_s8``."""
+    y, _, scales, d = func.params
+    if str(y.dtype) not in ("int8", "uint8") or str(scales.dtype) != "float32":
+        return None
+    name = ADD_MASKED if tt_op(func) == "qadd_grad_masked" else ADD_S8
+    return _extern(func, name, (_elements(d), int(func.attrs["tt.operand"])), 0)
+
+
+def _fast_pack_mask(func):
+    """``pack_mask`` -> ``tt_qmask_pack``."""
+    y, _ = func.params
+    return _extern(func, PACK_MASK, (_elements(y),), 0)
+
+
 _GRADIENTS = {"qconv2d_weight_grad": _fast_weight_grad, "qconv2d_data_grad": _fast_data_grad,
-              "qconv2d_acc_grad": _fast_accumulator_grad, "qconv2d_bias_grad": _fast_bias_grad}
+              "qconv2d_acc_grad": _fast_accumulator_grad, "qconv2d_bias_grad": _fast_bias_grad,
+              "qconv2d_acc_grad_masked": _fast_masked_accumulator_grad,
+              "qadd_grad": _fast_add_grad, "qadd_grad_masked": _fast_add_grad,
+              "pack_mask": _fast_pack_mask}
+# element-wise in g_y and correct with the output over it: these keep the naive kernel's
+# op_pattern (tinytvm.aot may then write the output over a dying g_y); every other fast
+# kernel is marked OPAQUE. (The unmasked qadd gradient is kInjective for TVM, so not in-place
+# either way.)
+_IN_PLACE_SAFE = (ACC_S8, ACC_F32, ACC_MASKED, ADD_MASKED)
 
 
 @functools.cache
@@ -322,7 +365,7 @@ def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int | float, ...],
         body = tirx.SeqStmt([tirx.AllocBuffer(scratch[0]), body])
     body = s_tir.stmt.SBlockRealize([], True, s_tir.stmt.SBlock([], [], [], "root", body))
     attrs = {**dict(naive.attrs), "tt.fast": name, **dict(extra_attrs)}
-    if name not in (ACC_S8, ACC_F32):  # the element-wise ones may run in place, no other
+    if name not in _IN_PLACE_SAFE:  # the element-wise ones may run in place, no other
         # (weight_grad_update still writes over its weight: tinytvm.aot keys that on the
         # kernel's name, which use_fast_kernels keeps)
         attrs["op_pattern"] = OPAQUE
