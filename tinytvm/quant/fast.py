@@ -31,6 +31,7 @@ Guarantees: every ``call_tir`` computes the same bits as before (tests/test_fast
 from __future__ import annotations
 
 import functools
+import math
 
 import tvm
 from tvm import s_tir, tirx
@@ -302,13 +303,6 @@ def _fast_bias_grad(func):
     return bias_grad_fast(o, (h, w))
 
 
-def _elements(buffer) -> int:
-    n = 1
-    for d in _shape(buffer):
-        n *= d
-    return n
-
-
 def _fast_masked_accumulator_grad(func):
     """``accumulator_grad(..., masked=True)`` -> ``tt_qmask_acc`` (in place over g_y as the
     naive kernel: op_pattern kept)."""
@@ -323,13 +317,13 @@ def _fast_add_grad(func):
     if str(y.dtype) not in ("int8", "uint8") or str(scales.dtype) != "float32":
         return None
     name = ADD_MASKED if tt_op(func) == "qadd_grad_masked" else ADD_S8
-    return _extern(func, name, (_elements(d), int(func.attrs["tt.operand"])), 0)
+    return _extern(func, name, (math.prod(_shape(d)), int(func.attrs["tt.operand"])), 0)
 
 
 def _fast_pack_mask(func):
     """``pack_mask`` -> ``tt_qmask_pack``."""
     y, _ = func.params
-    return _extern(func, PACK_MASK, (_elements(y),), 0)
+    return _extern(func, PACK_MASK, (math.prod(_shape(y)),), 0)
 
 
 _GRADIENTS = {"qconv2d_weight_grad": _fast_weight_grad, "qconv2d_data_grad": _fast_data_grad,
