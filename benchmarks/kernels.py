@@ -20,12 +20,16 @@ as relative cost between kernels compiled by the same compiler, not as a cycle b
 Backward kernels (``qgrad`` vs ``tt_qgrad.h``) are measured the same way (``grad_rows``):
 weight, data and bias gradients per MAC of the conv (bias and accumulator gradients per output
 element), on the shapes of the first blocks (32x32), of the middle ones (16x16, 8x8: the
-stride-1 depthwise) and of the last blocks (4x4), which a sparse-update step actually runs. The fused kernels (``fused_rows``): the 1x1 expansion +
-depthwise of the frozen prefix's forward (``qexpand_depthwise`` vs ``tt_qconv_expand_dw``) and
-the weight gradient + update of the trained convs (``weight_grad_update`` vs
-``tt_qgrad_update_*``), per MAC (expansion + depthwise MACs; rows x C x pixels).
-``whole_step`` counts a whole MobileNetV2-w0.35 training
-step at 128x128 with the paper's sparse scheme, naive and fast (see its docstring).
+stride-1 depthwise) and of the last blocks (4x4), which a sparse-update step actually runs,
+each next to the fast forward kernel of the same shape (the issue compares them per MAC).
+The fused kernels (``fused_rows``): the 1x1 expansion + depthwise of the frozen prefix's
+forward (``qexpand_depthwise`` vs ``tt_qconv_expand_dw``) and the weight gradient + update of
+the trained convs (``weight_grad_update`` vs ``tt_qgrad_update_*``), per MAC (expansion +
+depthwise MACs; rows x C x pixels). ``whole_step`` counts a whole MobileNetV2-w0.35 training
+step at 128x128 with the paper's sparse scheme, naive and fast (see its docstring), and where
+the fast step's instructions go: ``run_qemu(profile=True)`` sums a TCG plugin's per-block
+counts per ELF function; the micro-kernels are inlined into each generated kernel, so the
+functions are the layers' kernels (plus the few helpers the compiler keeps out of line).
 
 Rerun: ``python benchmarks/kernels.py`` (``--no-step`` skips the whole-step count, ~1 min;
 ``--only forward|backward|fused|step`` runs one table).
