@@ -24,6 +24,7 @@ from tinytvm.lower import FAST_KERNELS_HEADER
 from tinytvm.quant import qclassifier, qconv2d, tt_op
 from tinytvm.quant.fast import (
     DW3X3,
+    DWK,
     IM2COL,
     expand_dw_scratch_bytes,
     fast_version,
@@ -97,6 +98,22 @@ CASES = {  # name: (channels, size, out channels, kernel, stride, groups, paddin
     "depthwise3_s1_96_4x4": (96, 4, 96, 3, 1, 96, 1),
     "depthwise3_s1_64_8x8": (64, 8, 64, 3, 1, 64, 1),
     "depthwise3_s2_48_8x8": (48, 8, 48, 3, 2, 48, 1),
+    # depthwise 5x5 / 7x7 (tt_qconv_dwk): stride 1 and 2, padding (k-1)/2 and smaller, odd
+    # widths (outputs at odd columns, the last Wo % 4), planes smaller than the kernel
+    "depthwise5_s1_13_9x9": (13, 9, 13, 5, 1, 13, 2),
+    "depthwise5_s2_12_11x11": (12, 11, 12, 5, 2, 12, 2),
+    "depthwise5_s1_6_7x7_pad1": (6, 7, 6, 5, 1, 6, 1),
+    "depthwise5_s2_7_13x13_nopad": (7, 13, 7, 5, 2, 7, 0),
+    "depthwise5_s1_9_3x3": (9, 3, 9, 5, 1, 9, 2),
+    "depthwise5_s1_96_4x4": (96, 4, 96, 5, 1, 96, 2),
+    "depthwise5_s2_48_8x8": (48, 8, 48, 5, 2, 48, 2),
+    "depthwise7_s1_10_11x11": (10, 11, 10, 7, 1, 10, 3),
+    "depthwise7_s2_8_13x13": (8, 13, 8, 7, 2, 8, 3),
+    "depthwise7_s1_5_9x9_pad1": (5, 9, 5, 7, 1, 5, 1),
+    "depthwise7_s2_6_15x15_pad2": (6, 15, 6, 7, 2, 6, 2),
+    "depthwise7_s1_4_13x13_nopad": (4, 13, 4, 7, 1, 4, 0),
+    "depthwise7_s1_16_2x2": (16, 2, 16, 7, 1, 16, 3),
+    "depthwise7_s2_12_3x3": (12, 3, 12, 7, 2, 12, 3),
 }
 
 
@@ -153,15 +170,19 @@ def test_fast_kernel_keeps_signature_and_attributes():
 
 
 def test_uncovered_kernels_stay_naive():
-    dw5 = qconv2d((1, 8, 9, 9), (8, 1, 5, 5), padding=2, groups=8)
+    dw9 = qconv2d((1, 8, 9, 9), (8, 1, 9, 9), padding=4, groups=8)
+    dw5_s3 = qconv2d((1, 8, 9, 9), (8, 1, 5, 5), stride=3, padding=2, groups=8)
     grouped = qconv2d((1, 8, 6, 6), (12, 2, 3, 3), padding=1, groups=4)
     logits = qclassifier((1, 8, 1, 1), (10, 8, 1, 1), out_dtype="float32")
-    for prim in (dw5, grouped, logits):
+    for prim in (dw9, dw5_s3, grouped, logits):
         assert fast_version(prim) is None
-    mod = tvm.IRModule({"dw5": dw5})
+    mod = tvm.IRModule({"dw9": dw9})
     assert use_fast_kernels(mod) is mod
     with pytest.raises(ValueError, match="no fast kernel"):
-        qconv2d_fast((1, 8, 9, 9), (8, 1, 5, 5), padding=2, groups=8)
+        qconv2d_fast((1, 8, 9, 9), (8, 1, 9, 9), padding=4, groups=8)
+    for k in (5, 7):
+        prim = qconv2d((1, 8, 9, 9), (8, 1, k, k), stride=2, padding=1, groups=8)
+        assert str(fast_version(prim).attrs["tt.fast"]) == DWK
 
 
 def test_qemu_dsp_path_equals_host(tmp_path):
@@ -183,6 +204,34 @@ def test_qemu_dsp_path_equals_host(tmp_path):
     naive = conv_module(prims, arrays, [s for _, _, s in layers])
     reference = tinytvm.build(naive, target="host", inference_only=True).host_session().infer(x)
     np.testing.assert_array_equal(host, reference)
+
+
+def test_qemu_dsp_depthwise_kxk_equals_host(tmp_path):
+    """A chain of depthwise 5x5 / 7x7 convs (tt_qconv_dwk's assembly loops: stride 1 and 2,
+    groups of 4 outputs, the last 2 or 3 as a group into a temporary, a single last one, rows
+    narrower than 4) on the Cortex-M7 in QEMU equals the host and the naive kernels."""
+    rng = np.random.default_rng(43)
+    c = 12
+    layers = [conv_case(rng, c, 20, c, 5, 2, c),  # 20 -> 10
+              conv_case(rng, c, 10, c, 7, 1, c),  # 10 -> 10
+              conv_case(rng, c, 10, c, 7, 2, c),  # 10 -> 5
+              conv_case(rng, c, 5, c, 5, 1, c, 1),  # 5 -> 3
+              conv_case(rng, c, 3, c, 7, 1, c),  # 3 -> 3
+              conv_case(rng, c, 3, c, 5, 1, c)]  # 3 -> 3
+    x = rng.integers(-128, 128, (1, c, 20, 20)).astype(np.int8)
+    prims = [p for p, _, _ in layers]
+    arrays = [x] + [a for _, arr, _ in layers for a in arr]
+    naive = conv_module(prims, arrays, [s for _, _, s in layers])
+    mod = use_fast_kernels(naive)
+    assert [str(f.attrs["tt.fast"]) for f in mod.functions.values()
+            if isinstance(f, tvm.tirx.PrimFunc)] == [DWK] * len(layers)
+    host = tinytvm.build(mod, target="host", inference_only=True).host_session().infer(x)
+    device = tinytvm.build(mod, target="mps2-an500", inference_only=True)
+    run = run_inference_qemu(device, x, tmp_path)
+    np.testing.assert_array_equal(run.logits, host.reshape(-1))
+    reference = tinytvm.build(naive, target="host", inference_only=True).host_session().infer(x)
+    np.testing.assert_array_equal(host, reference)
+    assert len(np.unique(host)) > 8
 
 
 # ---- backward kernels (tinytvm.quant.qgrad -> runtime_c/kernels/tt_qgrad.h) -------------------
@@ -244,6 +293,40 @@ GRAD_CASES = {  # name: (channels, size, out channels, kernel, stride, groups, p
     "full5_s1_4to2_12x12_nopad": (4, 12, 2, 5, 1, 1, 0, None),
 }
 
+# depthwise 5x5 / 7x7 (tt_qgrad_weight_dwk / tt_qgrad_data_dwk): stride 1 and 2, every padding
+# <= (k - 1) / 2, odd sizes (8 / 4 / 1-element and 4 / 1-pair block tails, odd first / even last
+# stride-2 elements), rows < C, tiny planes (1 to 4 rows, mostly padding)
+DWK_CASES = {
+    "depthwise5_s1_6_9x9": (6, 9, 6, 5, 1, 6, 2, None),
+    "depthwise5_s1_5_16x16_rows3": (5, 16, 5, 5, 1, 5, 2, 3),
+    "depthwise5_s1_3_13x13_pad1": (3, 13, 3, 5, 1, 3, 1, None),
+    "depthwise5_s1_4_7x7_nopad": (4, 7, 4, 5, 1, 4, 0, None),
+    "depthwise5_s1_2_21x21": (2, 21, 2, 5, 1, 2, 2, None),
+    "depthwise5_s1_5_2x2": (5, 2, 5, 5, 1, 5, 2, None),
+    "depthwise5_s1_4_1x1": (4, 1, 4, 5, 1, 4, 2, None),
+    "depthwise5_s2_7_11x11": (7, 11, 7, 5, 2, 7, 2, None),
+    "depthwise5_s2_4_12x12_pad1_rows2": (4, 12, 4, 5, 2, 4, 1, 2),
+    "depthwise5_s2_3_9x9_nopad": (3, 9, 3, 5, 2, 3, 0, None),
+    "depthwise5_s2_3_3x3": (3, 3, 3, 5, 2, 3, 2, None),
+    "depthwise5_s2_2_20x20": (2, 20, 2, 5, 2, 2, 2, None),
+    "depthwise7_s1_6_8x8": (6, 8, 6, 7, 1, 6, 3, None),
+    "depthwise7_s1_5_15x15_rows2": (5, 15, 5, 7, 1, 5, 3, 2),
+    "depthwise7_s1_3_4x4": (3, 4, 3, 7, 1, 3, 3, None),
+    "depthwise7_s1_3_9x9_pad2": (3, 9, 3, 7, 1, 3, 2, None),
+    "depthwise7_s1_2_10x10_pad1": (2, 10, 2, 7, 1, 2, 1, None),
+    "depthwise7_s1_2_7x7_nopad": (2, 7, 2, 7, 1, 2, 0, None),
+    "depthwise7_s1_4_1x1": (4, 1, 4, 7, 1, 4, 3, None),
+    "depthwise7_s1_3_3x3": (3, 3, 3, 7, 1, 3, 3, None),
+    "depthwise7_s2_5_13x13": (5, 13, 5, 7, 2, 5, 3, None),
+    "depthwise7_s2_4_16x16_rows3": (4, 16, 4, 7, 2, 4, 3, 3),
+    "depthwise7_s2_3_11x11_pad2": (3, 11, 3, 7, 2, 3, 2, None),
+    "depthwise7_s2_3_10x10_pad1": (3, 10, 3, 7, 2, 3, 1, None),
+    "depthwise7_s2_2_9x9_nopad": (2, 9, 2, 7, 2, 2, 0, None),
+    "depthwise7_s2_4_2x2": (4, 2, 4, 7, 2, 4, 3, None),
+    "depthwise7_s2_2_33x33": (2, 33, 2, 7, 2, 2, 3, None),
+}
+GRAD_CASES.update(DWK_CASES)
+
 
 # 1x1 stride-1 data gradient (tt_qgrad_data_1x1): mbv2-w0.35's sparse-update shapes (several O
 # chunks), channel tails (C % 4), pixel tails (P % 4), O = 1, P = 1 and C < 4
@@ -260,6 +343,8 @@ DATA_1X1_CASES = {
     "pointwise_3to5_3x3": (3, 3, 5, 1, 1, 1, 0, None),
     "pointwise_2to9_6x6": (2, 6, 9, 1, 1, 1, 0, None),
     "pointwise_4to3_7x7": (4, 7, 3, 1, 1, 1, 0, None),
+    "pointwise_9to9_3x3": (9, 3, 9, 1, 1, 1, 0, None),  # C == O
+    "pointwise_5to16_2x2": (5, 2, 16, 1, 1, 1, 0, None),  # 4 P == O
 }
 GRAD_CASES.update(DATA_1X1_CASES)
 
@@ -399,6 +484,22 @@ def test_fast_data_1x1_dispatch_and_cortex_m7(tmp_path):
     _run_on_m7(tmp_path, "data1x1", prims, data, calls)
 
 
+@pytest.mark.parametrize("case", ["pointwise_9to9_3x3", "pointwise_5to16_2x2"])
+def test_fast_data_1x1_alone_on_cortex_m7(tmp_path, case):
+    """One kernel per program, so GCC inlines it with its shape as constants: equal constants
+    (C == O, 4 P == O) once shared a register between an asm input and an in/out operand that
+    the asm advances (wrong results on the M7 only); every in/out asm operand is now "+&r"."""
+    rng = np.random.default_rng(14)
+    kind, naive, inputs = grad_kernels(case, rng)[1]
+    prims = {f"n_{case}": naive, f"f_{case}": fast_version(naive)}
+    size = int(np.prod([int(d) for d in naive.params[-1].shape]))
+    data = "".join(_c_array(f"{case}_in{i}", np.ascontiguousarray(a))
+                   for i, a in enumerate(inputs))
+    data += f"static float {case}_n[{size}], {case}_f[{size}];\n"
+    calls = _compare_call(case, [f"(void *){case}_in{i}" for i in range(len(inputs))])
+    _run_on_m7(tmp_path, "alone", prims, data, calls)
+
+
 DW_M7_CASES = [  # the tiny-plane and stride-2 depthwise cases, a few per program (its RAM)
     ["depthwise3_s1_9_4x4", "depthwise3_s1_7_3x3_rows4", "depthwise3_s1_5_2x2",
      "depthwise3_s1_4_1x1", "depthwise3_s1_4_4x4_nopad", "depthwise3_s1_3_5x5",
@@ -409,6 +510,10 @@ DW_M7_CASES = [  # the tiny-plane and stride-2 depthwise cases, a few per progra
      "depthwise3_s1_4_9x9_nopad", "depthwise3_s1_13_9x9"],
     ["depthwise3_s1_2_15x15_nopad", "depthwise3_s1_3_16x16", "depthwise3_s1_3_16x16_nopad"],
     ["depthwise3_s2_3_31x31", "depthwise3_s2_2_38x38", "depthwise3_s2_2_37x37_nopad"],
+    # depthwise 5x5 / 7x7 (tt_g_dwk_wrow / tt_g_dwk_drow)
+    sorted(c for c in DWK_CASES if c.startswith("depthwise5_")),
+    sorted(c for c in DWK_CASES if c.startswith("depthwise7_s1_")),
+    sorted(c for c in DWK_CASES if c.startswith("depthwise7_s2_")),
 ]
 
 
@@ -531,6 +636,9 @@ UPDATE_CASES = {  # name: (C, size, O, kernel, stride, groups, padding, rows)
     "pointwise_8to3_5x5_rows1": (8, 5, 3, 1, 1, 1, 0, 1),
     "pointwise_24to2_7x7": (24, 7, 2, 1, 1, 1, 0, 2),
     "full3_s1_10to6_9x9_rows3": (10, 9, 6, 3, 1, 1, 1, 3),
+    "depthwise5_s1_6_7x7_rows4": (6, 7, 6, 5, 1, 6, 2, 4),
+    "depthwise7_s2_5_11x11": (5, 11, 5, 7, 2, 5, 3, 5),
+    "depthwise7_s1_3_4x4": (3, 4, 3, 7, 1, 3, 3, 3),
 }
 UPDATE_LRS = (0.0123456789, 0.05, 3.3)
 
@@ -629,7 +737,7 @@ def test_fast_expand_depthwise_matches_naive(tmp_path):
 
 def test_fast_weight_update_matches_naive(tmp_path):
     """tt_qgrad_update_* == qupdate.weight_grad_update for every rounding, partial rows,
-    groups=1 (1x1, 3x3 s2, > 64 pixels) and depthwise 3x3, three learning rates (the float32
+    groups=1 (1x1, 3x3 s2, > 64 pixels) and depthwise 3x3 / 5x5 / 7x7, three learning rates (the float32
     constant as TVM prints it): to the bit, run out of place and in place (w_new = w)."""
     rng = np.random.default_rng(22)
     prims, runs = {}, []
@@ -675,7 +783,9 @@ def test_fused_fast_kernels_on_cortex_m7(tmp_path):
                            ("full3_s2_5to4_11x11", "master"),
                            ("depthwise3_s2_6_9x9", "round"),
                            ("pointwise_16to5_9x9", "stochastic"),
-                           ("full3_s1_10to6_9x9_rows3", "round")):
+                           ("full3_s1_10to6_9x9_rows3", "round"),
+                           ("depthwise5_s1_6_7x7_rows4", "stochastic"),
+                           ("depthwise7_s2_5_11x11", "master")):
         naive, inputs = update_kernel(case, rounding, 0.05, rng)
         kernels.append((f"{case}_{rounding}", naive, inputs))
     prims, data, calls = {}, "", ""
@@ -799,10 +909,18 @@ def test_fixed_point_kernels_are_not_swapped():
     assert fast_version(qops.qconv2d((1, 8, 6, 6), (16, 8, 1, 1))) is not None
 
 
-# (channels, size, stride, padding): in-place depthwise 3x3 (tinytvm/quant/inplace.py)
+# (channels, size, stride, padding[, kernel]): in-place depthwise 3x3 (tinytvm/quant/inplace.py)
 INPLACE_CASES = [(5, 9, 1, 1), (16, 12, 1, 1), (7, 11, 2, 1), (4, 10, 2, 1), (6, 9, 1, 0),
                  (3, 8, 2, 0), (12, 4, 1, 1), (9, 1, 1, 1), (20, 8, 1, 1), (5, 13, 2, 0),
                  (6, 3, 1, 1), (4, 16, 2, 1)]
+# and 5x5 / 7x7 (tt_qconv_dwk): padding (k - 1) / 2 and smaller, planes smaller than the kernel
+INPLACE_CASES += [(5, 9, 1, 2, 5), (7, 11, 2, 2, 5), (6, 9, 1, 1, 5), (4, 13, 2, 0, 5),
+                  (9, 3, 1, 2, 5), (8, 1, 1, 2, 5), (6, 12, 1, 3, 7), (5, 15, 2, 3, 7),
+                  (8, 9, 1, 0, 7), (4, 10, 2, 1, 7), (12, 4, 1, 3, 7), (3, 2, 2, 3, 7)]
+# (channels, size, kernel): in-place depthwise 5x5 / 7x7 data gradient, stride 1, padding
+# (k - 1) / 2 (tt_qgrad_data_dwk_inplace)
+INPLACE_DWK_CASES = [(5, 9, 5), (3, 16, 5), (4, 2, 5), (3, 1, 5), (6, 8, 7), (3, 13, 7),
+                     (4, 4, 7), (2, 3, 7), (2, 21, 7)]
 
 
 def test_fast_inplace_depthwise_kernels_match_naive_when_aliased(tmp_path):
@@ -818,8 +936,9 @@ def test_fast_inplace_depthwise_kernels_match_naive_when_aliased(tmp_path):
 
     rng = np.random.default_rng(21)
     prims, runs = {}, []
-    for i, (c, hw, s, pad) in enumerate(INPLACE_CASES):
-        g = ConvGeometry.of((1, c, hw, hw), (c, 1, 3, 3), s, pad, c)
+    for i, (c, hw, s, pad, *kernel) in enumerate(INPLACE_CASES):
+        k = kernel[0] if kernel else 3
+        g = ConvGeometry.of((1, c, hw, hw), (c, 1, k, k), s, pad, c)
         x_zero, y_zero = (int(v) for v in rng.integers(-128, 128, 2))
         naive = qdepthwise_inplace(g, x_zero, y_zero)
         prims[f"n{i}"], prims[f"f{i}"] = naive, fast_version(naive)
@@ -828,14 +947,24 @@ def test_fast_inplace_depthwise_kernels_match_naive_when_aliased(tmp_path):
         x = rng.integers(-128, 128, g.x_shape).astype(np.int8)
         inputs = [x, rng.integers(-128, 128, g.w_shape).astype(np.int8),
                   rng.integers(-(2**14), 2**14, c).astype(np.int32),
-                  (rng.uniform(0.3, 1.0, c) / (74.0 * 3)).astype(np.float32)]
+                  (rng.uniform(0.3, 1.0, c) / (74.0 * k)).astype(np.float32)]
         runs.append((i, inputs, g.y_shape))
-        if s == 1 and pad == 1:
+        if s == 1 and pad == 1 and k == 3:
             naive = depthwise_data_grad_inplace(g)
             prims[f"nd{i}"], prims[f"fd{i}"] = naive, fast_version(naive)
             prims[f"rd{i}"] = qgrad.data_grad(g)
             g_acc = (rng.standard_normal(g.y_shape) * 10.0).astype(np.float32)
             runs.append((f"d{i}", [g_acc, inputs[1]], g.x_shape))
+    for i, (c, hw, k) in enumerate(INPLACE_DWK_CASES):
+        g = ConvGeometry.of((1, c, hw, hw), (c, 1, k, k), 1, (k - 1) // 2, c)
+        naive = depthwise_data_grad_inplace(g)
+        prims[f"nk{i}"], prims[f"fk{i}"] = naive, fast_version(naive)
+        assert str(prims[f"fk{i}"].attrs["tt.fast"]) == "tt_qgrad_data_dwk_inplace"
+        prims[f"rk{i}"] = qgrad.data_grad(g)
+        g_acc = (rng.standard_normal(g.y_shape) * 10.0).astype(np.float32)
+        g_acc.reshape(-1)[1::7] = -0.0
+        runs.append((f"k{i}", [g_acc, rng.integers(-128, 128, g.w_shape).astype(np.int8)],
+                     g.x_shape))
     for name, f in prims.items():
         assert name.startswith("r") or "tt.inplace_input" in f.attrs, name
         if name.startswith("f"):

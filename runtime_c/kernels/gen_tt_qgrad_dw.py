@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate runtime_c/kernels/tt_qgrad_dw.h, the depthwise 3x3 backward kernels of tt_qgrad.h.
+"""Generate runtime_c/kernels/tt_qgrad_dw.h, the depthwise backward kernels of tt_qgrad.h.
 
     python runtime_c/kernels/gen_tt_qgrad_dw.py           # rewrite tt_qgrad_dw.h
     python runtime_c/kernels/gen_tt_qgrad_dw.py --check   # exit 1 if tt_qgrad_dw.h differs
@@ -15,8 +15,13 @@ The header is generated, never edited: change this script and rerun it. It holds
   blocks in between;
 - tt_g_dwd_tiny{2,3,4} / tt_g_dww_tiny{2,3,4}: planes of H = W <= 4 (stride 1, padding 1), a
   channel per iteration with its whole g (or x) plane in FPU registers;
+- tt_g_dwk_wrow / tt_g_dwk_drow: depthwise k x k (k = 5, 7), a tap row of an output row of
+  the weight gradient (the k sums in s0..) and a dx row of the data gradient as a gather
+  from its hit g rows, zero-padded in a ring (8 / 4 / 1 elements or 4 / 1 stride-2 pairs per
+  block, one VLDM of the window and one of the k weights per hit row);
 - verbatim (hand-written, in this file as text): the row conversion tt_g_dw_rowf, the drivers
-  tt_g_dw3x3_sums / tt_qgrad_weight_dw3x3 / tt_qgrad_data_dw3x3 and the portable C paths.
+  tt_g_dw3x3_sums / tt_qgrad_weight_dw3x3 / tt_qgrad_data_dw3x3, tt_g_dwk_sums /
+  tt_qgrad_weight_dwk / tt_qgrad_data_dwk and the portable C paths.
 
 Why unrolled: the fast paths keep sums, g windows and weights in FPU registers, and an
 instruction names its registers in its encoding (VMLA s3, s17, s26 cannot take the 3 from a
@@ -115,12 +120,12 @@ static inline void tt_g_dw9_row(float acc[9], const float *r0, const float *r1, 
     if (n <= 0) return;
     if (stride == 1) {
         __asm__ volatile(
-@ASM1@        : [r0] "+r"(r0), [r1] "+r"(r1), [r2] "+r"(r2), [g] "+r"(g), [n] "+r"(n)
+@ASM1@        : [r0] "+&r"(r0), [r1] "+&r"(r1), [r2] "+&r"(r2), [g] "+&r"(g), [n] "+&r"(n)
         : [acc] "r"(acc)
         : "cc", "memory", @CLOB1@);
     } else {
         __asm__ volatile(
-@ASM2@        : [r0] "+r"(r0), [r1] "+r"(r1), [r2] "+r"(r2), [g] "+r"(g), [n] "+r"(n)
+@ASM2@        : [r0] "+&r"(r0), [r1] "+&r"(r1), [r2] "+&r"(r2), [g] "+&r"(g), [n] "+&r"(n)
         : [acc] "r"(acc)
         : "cc", "memory", @CLOB2@);
     }
@@ -201,7 +206,7 @@ static inline void tt_g_dwd_pairs(float *dx, const float *g0, const float *g1, c
     static const float z[16];
     if (np <= 0) return;
     __asm__ volatile(
-@ASM@        : [dx] "+r"(dx), [g0] "+r"(g0), [g1] "+r"(g1), [np] "+r"(np)
+@ASM@        : [dx] "+&r"(dx), [g0] "+&r"(g0), [g1] "+&r"(g1), [np] "+&r"(np)
         : [w0] "r"(w0), [w1] "r"(w1), [nh] "r"(nh), [z] "r"(z)
         : "cc", "memory", @CLOB@);
 #else
@@ -303,12 +308,12 @@ static inline void tt_g_dwd_s1_row(float *dx, const float *g0, int32_t Wo, const
     int32_t n = W - 4, rs = -4 * Wo, tr;
     if (pad_w) {
         __asm__ volatile(
-@ASM1@        : [dx] "+r"(dx), [gp] "+r"(g0), [n] "+r"(n), [tr] "=&r"(tr)
+@ASM1@        : [dx] "+&r"(dx), [gp] "+&r"(g0), [n] "+&r"(n), [tr] "=&r"(tr)
         : [rs] "r"(rs), [wp] "r"(wt), [nh] "r"(nh), [z] "r"(z)
         : "cc", "memory", @CLOB@);
     } else {
         __asm__ volatile(
-@ASM0@        : [dx] "+r"(dx), [gp] "+r"(g0), [n] "+r"(n), [tr] "=&r"(tr)
+@ASM0@        : [dx] "+&r"(dx), [gp] "+&r"(g0), [n] "+&r"(n), [tr] "=&r"(tr)
         : [rs] "r"(rs), [wp] "r"(wt), [nh] "r"(nh), [z] "r"(z)
         : "cc", "memory", @CLOB@);
     }
@@ -420,7 +425,7 @@ TINY = '''static inline void tt_g_dwd_tiny@N@(const float *g, const int8_t *w, f
     static const float z[@N@];
     int32_t t0, t1, t2, t3, t4;
     __asm__ volatile(
-@DASM@        : [g] "+r"(g), [w] "+r"(w), [dx] "+r"(dx), [c] "+r"(C), [t0] "=&r"(t0), [t1] "=&r"(t1),
+@DASM@        : [g] "+&r"(g), [w] "+&r"(w), [dx] "+&r"(dx), [c] "+&r"(C), [t0] "=&r"(t0), [t1] "=&r"(t1),
           [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4)
         : [z] "r"(z)
         : "cc", "memory", @DCLOB@);
@@ -432,7 +437,7 @@ static inline void tt_g_dww_tiny@N@(const int8_t *x, const float *g, float *dw, 
     static const float z[9];
     int32_t t0, t3, t4, nz = -x_zero;
     __asm__ volatile(
-@WASM@        : [x] "+r"(x), [g] "+r"(g), [dw] "+r"(dw), [c] "+r"(C), [t0] "=&r"(t0), [t3] "=&r"(t3),
+@WASM@        : [x] "+&r"(x), [g] "+&r"(g), [dw] "+&r"(dw), [c] "+&r"(C), [t0] "=&r"(t0), [t3] "=&r"(t3),
           [t4] "=&r"(t4)
         : [z] "r"(z), [nz] "r"(nz)
         : "cc", "memory", @WCLOB@);
@@ -449,6 +454,363 @@ def tiny_planes() -> str:
         text += fill(TINY, N=str(n), DASM=dasm, DCLOB=clobbers(dn), WASM=wasm,
                      WCLOB=clobbers(wn))
     return "#if TT_QGRAD_ASM\n" + text + "#endif\n"
+
+
+# ---- depthwise k x k (k = 5, 7): weight-gradient rows and data-gradient gathers -------------
+
+DWK_KS = (5, 7)
+
+
+def wk_chunk(k: int, n: int, stride: int) -> str:
+    """n output pixels of one tap row: the k sums in s0.., g in s<k>.., the padded input row's
+    window in s<k+n>..; for each pixel q (in order), acc[kx] += g[q] * r[q * stride + kx]."""
+    gb, wb = k, k + n
+    win = (n - 1) * stride + k
+    s = L(f"vldmia    %[g]!, {{{sregs(gb, gb + n - 1)}}}")
+    s += L(f"vldm      %[r], {{{sregs(wb, wb + win - 1)}}}")
+    s += L(f"add       %[r], %[r], #{4 * n * stride}")
+    for q in range(n):
+        for kx in range(k):
+            s += vmla(kx, gb + q, wb + q * stride + kx)
+    return s
+
+
+def wk_asm(k: int, stride: int) -> tuple[str, int]:
+    """The row's pixels in blocks of 8 / 4 / 1 (stride 1) or 4 / 1 (stride 2)."""
+    blocks = (8, 4) if stride == 1 else (4,)
+    s = L(f"vldm      %[acc], {{{sregs(0, k - 1)}}}")
+    used = k
+    for i, n in enumerate(blocks):
+        top, nxt = 10 + i, 20 + i
+        s += L(f"cmp       %[n], #{n}")
+        s += L(f"blt       {nxt}f")
+        s += LBL(top)
+        s += wk_chunk(k, n, stride)
+        s += L(f"sub       %[n], %[n], #{n}")
+        s += L(f"cmp       %[n], #{n}")
+        s += L(f"bge       {top}b")
+        s += LBL(nxt)
+        used = max(used, k + n + (n - 1) * stride + k)
+    s += L("cmp       %[n], #0")
+    s += L("beq       9f")
+    s += LBL(30)
+    s += wk_chunk(k, 1, stride)
+    s += L("subs      %[n], %[n], #1")
+    s += L("bne       30b")
+    s += LBL(9)
+    s += L(f"vstm      %[acc], {{{sregs(0, k - 1)}}}")
+    return s, used
+
+
+WK_ROW = '''\
+/* One tap row (ky) of one output row of a depthwise k x k weight gradient (k = 5, 7): for
+ * j = 0..n-1 (in that order), kx = 0..k-1:
+ *   acc[kx] += g[j] * r[j * stride + kx]
+ * r: the padded float input row of the tap row. The Cortex-M path keeps the k sums in
+ * s0.. over blocks of 8 / 4 / 1 (stride 1) or 4 / 1 (stride 2) pixels: one VLDM of g and one
+ * of the row's window per block. */
+static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int32_t k,
+                                 int32_t stride, int32_t n)
+{
+#if TT_QGRAD_ASM
+    if (n <= 0) return;
+@CASES@    }
+#endif
+    for (int32_t j = 0; j < n; j++) {
+        float gv = g[j];
+        const float *rj = r + j * stride;
+        for (int32_t kx = 0; kx < k; kx++) acc[kx] = acc[kx] + gv * rj[kx];
+    }
+}
+'''
+
+WK_CASE = '''\
+    @ELSE@if (k == @K@ && stride == @S@) {
+        __asm__ volatile(
+@ASM@        : [r] "+&r"(r), [g] "+&r"(g), [n] "+&r"(n)
+        : [acc] "r"(acc)
+        : "cc", "memory", @CLOB@);
+        return;
+'''
+
+
+def weight_rows_k() -> str:
+    cases = ""
+    for i, (k, stride) in enumerate((k, s) for k in DWK_KS for s in (1, 2)):
+        asm, used = wk_asm(k, stride)
+        assert used <= 32, (k, stride, used)
+        cases += fill(WK_CASE, ELSE="} else " if i else "", K=str(k), S=str(stride), ASM=asm,
+                      CLOB=clobbers(used))
+    return fill(WK_ROW, CASES=cases)
+
+
+# The data-gradient gathers read a hit table: tab[0] = a pointer to >= 8 zero floats, then per
+# hit g row (in ky order) its padded float row and its k float weights; end = past the last.
+
+def dk_hits(k: int, sums: int, win: int, wb: int, lab: int, terms) -> str:
+    """The hit-row loop of one block: sums s0..s<sums-1> from +0.0f, then per hit row its
+    window (win floats at row + off) in s8.. and its k weights in s<wb>.., terms() VMLAs."""
+    s = L("ldr       %[t], [%[tab]]")
+    s += L(f"vldm      %[t], {{{sregs(0, sums - 1)}}}")
+    s += L("add       %[rp], %[tab], #4")
+    s += LBL(lab)
+    s += L("ldr       %[t], [%[rp]], #4")
+    s += L("ldr       %[wq], [%[rp]], #4")
+    s += L("add       %[t], %[t], %[off]")
+    s += L(f"vldm      %[t], {{{sregs(8, 8 + win - 1)}}}")
+    s += L(f"vldm      %[wq], {{{sregs(wb, wb + k - 1)}}}")
+    s += terms
+    s += L("cmp       %[rp], %[end]")
+    s += L(f"bne       {lab}b")
+    s += L(f"vstmia    %[dx]!, {{{sregs(0, sums - 1)}}}")
+    return s
+
+
+def dk_s1_block(k: int, n: int, lab: int) -> str:
+    """n dx elements of a stride-1 row: element q's terms window[q + k - 1 - kx] * W[kx]."""
+    wb = 16 + k - 1
+    terms = "".join(vmla(q, 8 + q + k - 1 - kx, wb + kx) for q in range(n) for kx in range(k))
+    s = dk_hits(k, n, n + k - 1, wb, lab, terms)
+    return s + L(f"add       %[off], %[off], #{4 * n}")
+
+
+def dk_s2_block(k: int, n: int, lab: int) -> str:
+    """n (even u, odd u) pairs of a stride-2 row: pair p's even element the terms of the even
+    kx, window[p + kk - kx / 2] * W[kx], its odd element those of the odd kx."""
+    kk = (k - 1) // 2
+    wb = 8 + 4 + kk
+    terms = "".join(vmla(2 * p + (kx & 1), 8 + p + kk - kx // 2, wb + kx)
+                    for p in range(n) for kx in range(k))
+    s = dk_hits(k, 2 * n, n + kk, wb, lab, terms)
+    return s + L(f"add       %[off], %[off], #{4 * n}")
+
+
+def dk_asm(k: int, stride: int) -> tuple[str, int]:
+    blocks = (8, 4, 1) if stride == 1 else (4, 1)
+    block = dk_s1_block if stride == 1 else dk_s2_block
+    s = ""
+    for i, n in enumerate(blocks):
+        top, nxt = 10 + i, 20 + i
+        s += L(f"cmp       %[n], #{n}")
+        s += L(f"blt       {nxt}f")
+        s += LBL(top)
+        s += block(k, n, 30 + i)
+        s += L(f"sub       %[n], %[n], #{n}")
+        s += L(f"cmp       %[n], #{n}")
+        s += L(f"bge       {top}b")
+        s += LBL(nxt)
+    used = 16 + k - 1 + k if stride == 1 else 8 + 4 + (k - 1) // 2 + k
+    return s, used
+
+
+DK_ROW = '''\
+/* A dx row of a depthwise k x k data gradient (k = 5, 7) in gather form, from its hit table
+ * (tab[0]: >= 8 zero floats; then per hit g row in ky order: its zero-padded float row, its k
+ * float weights; end: past the last pair):
+ *   stride 1: n elements, element x's terms row[x + k - 1 - kx] * W[kx] (kx = 0..k-1), the
+ *             rows padded so that row[x + k - 1 - kx] = g[x + pad_w - kx] or 0.0f;
+ *   stride 2: n (even, odd) pairs from m0 = off / 4: the even element of pair p the terms of
+ *             the even kx, row[m0 + p + kk - kx / 2] * W[kx] (kk = (k - 1) / 2), the odd one
+ *             those of the odd kx, the rows padded so that row[kk + j] = g[j] or 0.0f;
+ * each element from +0.0f over the hit rows in order, its terms in kx order (the zero padding
+ * adds products 0.0f * w: a sum from +0.0f is never -0.0f, so these are no-ops, as the terms
+ * the naive gather multiplies by a 0 hit), one store per element. off: the byte offset of
+ * the first window in every row. The Cortex-M path: 8 / 4 / 1-element (stride 1) or
+ * 4 / 1-pair blocks, the sums in s0.., per hit row one VLDM of the window, one of the k
+ * weights. */
+static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float *const *end,
+                                 int32_t off, int32_t k, int32_t stride, int32_t n)
+{
+#if TT_QGRAD_ASM
+    const float *const *rp;
+    const float *t, *wq;
+    if (n <= 0) return;
+@CASES@    }
+#endif
+    int32_t kk = (k - 1) / 2;
+    for (int32_t e = 0; e < n; e++, off += 4) {
+        float a0 = 0.0f, a1 = 0.0f;
+        for (const float *const *h = tab + 1; h != end; h += 2) {
+            const float *row = (const float *)((const char *)h[0] + off), *wt = h[1];
+            for (int32_t kx = 0; kx < k; kx++) {
+                if (stride == 1) {
+                    a0 = a0 + row[k - 1 - kx] * wt[kx];
+                } else if (kx & 1) {
+                    a1 = a1 + row[kk - kx / 2] * wt[kx];
+                } else {
+                    a0 = a0 + row[kk - kx / 2] * wt[kx];
+                }
+            }
+        }
+        *dx++ = a0;
+        if (stride == 2) *dx++ = a1;
+    }
+}
+'''
+
+DK_CASE = '''\
+    @ELSE@if (k == @K@ && stride == @S@) {
+        __asm__ volatile(
+@ASM@        : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
+          [wq] "=&r"(wq)
+        : [tab] "r"(tab), [end] "r"(end)
+        : "cc", "memory", @CLOB@);
+        return;
+'''
+
+
+def data_rows_k() -> str:
+    cases = ""
+    for i, (k, stride) in enumerate((k, s) for k in DWK_KS for s in (1, 2)):
+        asm, used = dk_asm(k, stride)
+        assert used <= 32, (k, stride, used)
+        cases += fill(DK_CASE, ELSE="} else " if i else "", K=str(k), S=str(stride), ASM=asm,
+                      CLOB=clobbers(used))
+    return fill(DK_ROW, CASES=cases)
+
+
+DWK_DRIVERS = r'''
+/* ---- depthwise k x k, k = 5, 7 (odd k <= TT_QGRAD_DWK_MAX in the portable path) ---------- */
+
+#define TT_QGRAD_DWK_MAX 7
+/* weight gradient: a ring of k padded float input rows of W + 2 pad_w */
+#define TT_QGRAD_WEIGHT_DWK_SCRATCH(W, k, pad_w) (4 * (k) * ((W) + 2 * (pad_w)))
+/* data gradient: a ring of k zero-padded float g rows of TT_QGRAD_DATA_DWK_LEN floats */
+#define TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w) \
+    ((stride) == 1 ? (W) + (k) - 1 : (((W) - 1 + (pad_w)) >> 1) + 1 + ((k) - 1) / 2)
+#define TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w) \
+    (4 * (k) * TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w))
+
+/* The k x k weight-gradient sums [ky][kx] of one depthwise channel: xc int8 (H, W), gc float
+ * (Ho, Wo); rows: TT_QGRAD_WEIGHT_DWK_SCRATCH(W, k, pad_w) bytes (a ring of k padded float
+ * input rows, each converted once). Each sum from +0.0f over (i, j) in order, the padding as
+ * 0.0f products: per output row i, per tap row ky, the k sums of that row over j. */
+static inline void tt_g_dwk_sums(const int8_t *xc, const float *gc, int32_t H, int32_t W,
+                                 int32_t k, int32_t stride, int32_t pad_h, int32_t pad_w,
+                                 int32_t x_zero, float *rows, float *sums)
+{
+    int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
+    int32_t len = W + 2 * pad_w;
+    int32_t held[TT_QGRAD_DWK_MAX];
+    const float *rp[TT_QGRAD_DWK_MAX];
+    for (int32_t e = 0; e < k * k; e++) sums[e] = 0.0f;
+    for (int32_t s = 0; s < k; s++) held[s] = INT32_MIN;
+    for (int32_t i = 0; i < Ho; i++) {
+        for (int32_t ky = 0; ky < k; ky++) {
+            int32_t iy = i * stride - pad_h + ky, slot = (iy + pad_h) % k;
+            float *row = rows + slot * len;
+            if (held[slot] != iy) {
+                held[slot] = iy;
+                if (iy >= 0 && iy < H) {
+                    tt_g_dw_rowf(xc + iy * W, W, pad_w, x_zero, row);
+                } else {
+                    memset(row, 0, (size_t)len * sizeof(float));
+                }
+            }
+            rp[ky] = row;
+        }
+        for (int32_t ky = 0; ky < k; ky++) {
+            tt_g_dwk_wrow(sums + k * ky, rp[ky], gc + i * Wo, k, stride, Wo);
+        }
+    }
+}
+
+/* dW (rows, 1, k, k) of a depthwise k x k conv (groups = C = O, k = 5 or 7), stride 1 or 2,
+ * padding <= (k - 1) / 2: channels c < rows only. x int8 (1, C, H, W), g float (1, C, Ho, Wo).
+ * scratch: TT_QGRAD_WEIGHT_DWK_SCRATCH(W, k, pad_w) bytes. */
+static inline void tt_qgrad_weight_dwk(const int8_t *x, const float *g, float *dw, int32_t rows,
+                                       int32_t H, int32_t W, int32_t k, int32_t stride,
+                                       int32_t pad_h, int32_t pad_w, int32_t x_zero,
+                                       void *scratch)
+{
+    int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
+    for (int32_t c = 0; c < rows; c++, dw += k * k) {
+        tt_g_dwk_sums(x + c * H * W, g + c * Ho * Wo, H, W, k, stride, pad_h, pad_w, x_zero,
+                      (float *)scratch, dw);
+    }
+}
+
+/* dx[x] of a stride-2 dx row at u = x + pad_w from its hit table (see tt_g_dwk_drow): the
+ * terms of the kx of u's parity, in kx order. */
+static inline float tt_g_dwk_s2_elem(const float *const *tab, const float *const *end,
+                                     int32_t u, int32_t k)
+{
+    int32_t kk = (k - 1) / 2;
+    float acc = 0.0f;
+    for (const float *const *h = tab + 1; h != end; h += 2) {
+        for (int32_t kx = u & 1; kx < k; kx += 2) acc = acc + h[0][(u - kx) / 2 + kk] * h[1][kx];
+    }
+    return acc;
+}
+
+/* dx (1, C, H, W) of a depthwise k x k conv (groups = C = O, k = 5 or 7): g (1, C, Ho, Wo),
+ * w (C, 1, k, k); stride 1 or 2, padding <= (k - 1) / 2. In gather form (each dx element: its
+ * hit terms in (ky, kx) order, one store), per dx row from its hit g rows (ky order), each g
+ * row copied once per channel into a ring of k zero-padded float rows (the padding stands
+ * for the terms of a 0 hit in the row: 0.0f products, no-ops), by tt_g_dwk_drow: stride 1
+ * whole rows, stride 2 (even, odd) pairs and an odd first / even last element alone.
+ * scratch: TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w) bytes.
+ * In place (dx = g) for stride 1 and Ho = H, Wo = W: g row r is copied (at dx row
+ * max(0, r - pad_h)) before dx row r overwrites it and stays in the ring while read. */
+static inline void tt_qgrad_data_dwk(const float *g, const int8_t *w, float *dx, int32_t C,
+                                     int32_t H, int32_t W, int32_t k, int32_t stride,
+                                     int32_t pad_h, int32_t pad_w, void *scratch)
+{
+    static const float z[8];
+    int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
+    int32_t lpad = stride == 1 ? k - 1 - pad_w : (k - 1) / 2; /* zeros before g[0] */
+    int32_t len = TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w);
+    float *rows = (float *)scratch;
+    float wf[TT_QGRAD_DWK_MAX * TT_QGRAD_DWK_MAX];
+    const float *tab[1 + 2 * TT_QGRAD_DWK_MAX];
+    tab[0] = z;
+    for (int32_t c = 0; c < C; c++) {
+        const float *gc = g + c * Ho * Wo;
+        float *dxc = dx + c * H * W;
+        int32_t held[TT_QGRAD_DWK_MAX];
+        for (int32_t s = 0; s < k; s++) held[s] = INT32_MIN;
+        for (int32_t e = 0; e < k * k; e++) wf[e] = (float)w[c * k * k + e];
+        for (int32_t h = 0; h < H; h++) {
+            int32_t nh = 0;
+            for (int32_t ky = 0; ky < k; ky++) {
+                int32_t r = h + pad_h - ky;
+                if (r < 0) break;
+                if (stride == 2) {
+                    if (r & 1) continue;
+                    r >>= 1;
+                }
+                if (r >= Ho) continue;
+                float *row = rows + (r % k) * len;
+                if (held[r % k] != r) {
+                    held[r % k] = r;
+                    for (int32_t i = 0; i < lpad; i++) row[i] = 0.0f;
+                    memcpy(row + lpad, gc + r * Wo, (size_t)Wo * sizeof(float));
+                    for (int32_t i = lpad + Wo; i < len; i++) row[i] = 0.0f;
+                }
+                tab[1 + 2 * nh] = row;
+                tab[2 + 2 * nh] = wf + k * ky;
+                nh++;
+            }
+            float *dxr = dxc + h * W;
+            if (nh == 0) {
+                memset(dxr, 0, (size_t)W * sizeof(float));
+                continue;
+            }
+            const float *const *end = tab + 1 + 2 * nh;
+            if (stride == 1) {
+                tt_g_dwk_drow(dxr, tab, end, 0, k, 1, W);
+                continue;
+            }
+            int32_t x0 = pad_w & 1; /* x = 0 at an odd u: alone */
+            if (x0) dxr[0] = tt_g_dwk_s2_elem(tab, end, pad_w, k);
+            int32_t np = (W - x0) >> 1;
+            tt_g_dwk_drow(dxr + x0, tab, end, 4 * ((x0 + pad_w) >> 1), k, 2, np);
+            if ((W - x0) & 1) dxr[W - 1] = tt_g_dwk_s2_elem(tab, end, W - 1 + pad_w, k);
+        }
+    }
+}
+
+'''[1:]
 
 
 # ---- verbatim: the hand-written row conversion, drivers and portable paths ------------------
@@ -486,7 +848,7 @@ static inline void tt_g_dw_rowf(const int8_t *xr, int32_t W, int32_t pad_w, int3
             "vstmia   %[d]!, {s0-s3}\n\t"
             "subs     %[n], %[n], #1\n\t"
             "bne      1b\n\t"
-            : [s] "+r"(s), [d] "+r"(dd), [n] "+r"(blocks), [a] "=&r"(a), [b] "=&r"(b),
+            : [s] "+&r"(s), [d] "+&r"(dd), [n] "+&r"(blocks), [a] "=&r"(a), [b] "=&r"(b),
               [c] "=&r"(c)
             : [nz] "r"(nz)
             : "cc", "memory", "s0", "s1", "s2", "s3");
@@ -654,7 +1016,8 @@ static inline void tt_qgrad_data_dw3x3(const float *g, const int8_t *w, float *d
 '''[1:]
 
 PREAMBLE = '''\
-/* tt_qgrad_dw.h — depthwise 3x3 backward kernels of the int8 training step (header only).
+/* tt_qgrad_dw.h — depthwise 3x3 / 5x5 / 7x7 backward kernels of the int8 training step
+ * (header only).
  *
  * Generated by runtime_c/kernels/gen_tt_qgrad_dw.py — do not edit: change the generator and
  * rerun it (python runtime_c/kernels/gen_tt_qgrad_dw.py; --check compares).
@@ -664,6 +1027,10 @@ PREAMBLE = '''\
  *   tt_qgrad_weight_dw3x3   dW of a depthwise 3x3 conv, stride 1 or 2
  *   tt_qgrad_data_dw3x3     dx of a depthwise 3x3 conv, stride 1 or 2
  *   tt_g_dw3x3_sums         one channel's 9 weight-gradient sums (also tt_g_update)
+ *   tt_qgrad_weight_dwk     dW of a depthwise k x k conv (k = 5, 7), stride 1 or 2
+ *   tt_qgrad_data_dwk       dx of a depthwise k x k conv (k = 5, 7), stride 1 or 2 (also
+ *                           in place: tt_qgrad_data_dwk_inplace)
+ *   tt_g_dwk_sums           one channel's k x k weight-gradient sums (also tt_g_update)
  */
 #ifndef TT_QGRAD_DW_H
 #define TT_QGRAD_DW_H
@@ -689,7 +1056,8 @@ def fill(template: str, **parts: str) -> str:
 def header() -> str:
     """The text of tt_qgrad_dw.h."""
     return (PREAMBLE + weight_row() + "\n" + data_pairs() + "\n" + tiny_planes() + "\n"
-            + data_s1_row() + "\n" + WEIGHT_DRIVERS + DATA_DRIVERS + POSTAMBLE)
+            + data_s1_row() + "\n" + WEIGHT_DRIVERS + DATA_DRIVERS + weight_rows_k() + "\n"
+            + data_rows_k() + "\n" + DWK_DRIVERS + POSTAMBLE)
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,7 @@
  *
  *   tt_qconv_im2col  any groups=1 conv (1x1 pointwise, 3x3 stride 2 first layer, ...)
  *   tt_qconv_dw3x3   depthwise 3x3 (groups = C = O), stride 1 or 2, any padding
+ *   tt_qconv_dwk     depthwise 5x5 / 7x7, stride 1 or 2, any padding (a ring of k int16 rows)
  *   tt_qconv_expand_dw  1x1 expansion + depthwise 3x3/5x5/7x7 fused (fuse_expand.py), through
  *                    a ring of k expanded int16 rows instead of the H x W int8 plane
  *
@@ -18,7 +19,8 @@
  * same integers with plain C (the host build). Only the intrinsics differ; the loops are shared.
  *
  * Scratch: the kernels allocate nothing. The caller passes a 4-byte aligned scratch buffer of
- * TT_QCONV_IM2COL_SCRATCH(K, pointwise) or TT_QCONV_DW3X3_SCRATCH(W, pad_w) bytes (formulas below); it
+ * TT_QCONV_IM2COL_SCRATCH(K, pointwise), TT_QCONV_DW3X3_SCRATCH(W, pad_w) or
+ * TT_QCONV_DWK_SCRATCH(W, k, pad_w) bytes (formulas below); it
  * holds (x - x_zero) widened to int16, so the inner loops run two 16x16 MACs per SMLAD.
  * Both sizes are small (4 pixels' columns, or 3 padded input rows).
  *
@@ -216,7 +218,7 @@ static inline __attribute__((always_inline)) void tt_q_round4(int32_t a[4], floa
             "vcvtr.s32.f32 s3, s3\n\t"
             "vmov          %[a0], %[a1], s0, s1\n\t"
             "vmov          %[a2], %[a3], s2, s3\n\t"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+            : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3)
             : [s] "t"(scale)
             : "s0", "s1", "s2", "s3");
     a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
@@ -404,8 +406,8 @@ static inline __attribute__((always_inline)) void tt_q_dot4(const int8_t *wr, in
             "subs   %[n], %[n], #1\n\t"
             "bne    1b\n\t"
             "3:\n\t"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wr),
-              [cp] "+r"(col), [n] "+l"(groups), [wv] "=&r"(wv), [wa] "=&r"(wa),
+            : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [wp] "+&r"(wr),
+              [cp] "+&r"(col), [n] "+&l"(groups), [wv] "=&r"(wv), [wa] "=&r"(wa),
               [c0] "=&r"(c0), [c1] "=&r"(c1), [c2] "=&r"(c2), [c3] "=&r"(c3)
             :
             : "cc", "memory");
@@ -527,7 +529,7 @@ static inline __attribute__((always_inline)) void tt_q_dw_row(const int8_t *xr, 
                                                              uint32_t nzz, int16_t *row)
 {
 #if TT_QCONV_DSP
-    __asm__("" : "+r"(nzz)); /* keep it in a register (GCC rematerialises it per iteration) */
+    __asm__("" : "+&r"(nzz)); /* keep it in a register (GCC rematerialises it per iteration) */
 #endif
     for (int32_t n = W >> 3; n > 0; n--, xr += 8, row += 8) {
         uint32_t v = tt_q_ld32(xr), u = tt_q_ld32(xr + 4);
@@ -667,8 +669,8 @@ static inline __attribute__((always_inline)) void tt_q_dw3x3_asm4(
             "subs   %[n], %[n], #1\n\t"
             "bne    1b\n\t"
             : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),
-              [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+r"(r0), [q1] "+r"(r1),
-              [q2] "+r"(r2), [yp] "+r"(yr), [n] "+r"(n)
+              [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+&r"(r0), [q1] "+&r"(r1),
+              [q2] "+&r"(r2), [yp] "+&r"(yr), [n] "+&r"(n)
             : [wp] "r"(wt), [s] "t"(s)
             : "s0", "s1", "s2", "s3", "cc", "memory");
     } else {
@@ -682,8 +684,8 @@ static inline __attribute__((always_inline)) void tt_q_dw3x3_asm4(
             "subs   %[n], %[n], #1\n\t"
             "bne    1b\n\t"
             : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),
-              [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+r"(r0), [q1] "+r"(r1),
-              [q2] "+r"(r2), [yp] "+r"(yr), [n] "+r"(n)
+              [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+&r"(r0), [q1] "+&r"(r1),
+              [q2] "+&r"(r2), [yp] "+&r"(yr), [n] "+&r"(n)
             : [wp] "r"(wt), [s] "t"(s)
             : "s0", "s1", "s2", "s3", "cc", "memory");
     }
@@ -875,8 +877,8 @@ static inline void tt_q_expand_row(const int8_t *x, int32_t C, int32_t P, int32_
                 "smlatt %[a3], %[vb], %[w2], %[a3]\n\t"
                 "subs   %[n], %[n], #1\n\t"
                 "bne    1b\n\t"
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xp] "+r"(xp),
-                  [wq] "+r"(wq), [n] "+r"(m), [va] "=&r"(va), [vb] "=&r"(vb), [e] "=&r"(e),
+                : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xp] "+&r"(xp),
+                  [wq] "+&r"(wq), [n] "+&r"(m), [va] "=&r"(va), [vb] "=&r"(vb), [e] "=&r"(e),
                   [w2] "=&r"(w2)
                 : [P] "r"(P)
                 : "cc", "memory");
@@ -920,22 +922,339 @@ static inline void tt_q_expand_row(const int8_t *x, int32_t C, int32_t P, int32_
     }
 }
 
-/* One output row of a depthwise k x k conv (k odd <= 7) from k padded int16 rows rp[]; wk[r *
- * half + m] = (w[r][2m], w[r][2m+1]) with w[r][k] = 0 (half = (k + 1) / 2, so the last pair
- * reads one value past the window: the rows have slack). */
-static inline void tt_q_dwk_out_row(const int16_t *const *rp, const uint32_t *wk, int32_t k,
-                                    float b, float s, int32_t y_zero, int32_t stride,
-                                    int32_t Wo, int8_t *yr)
+/* ---- depthwise k x k, k odd <= 7 (standalone, and the depthwise of tt_qconv_expand_dw) ---- */
+
+/* Words of one channel's packed weights (tt_q_dwk_pack): 2 k half, half = (k + 1) / 2. */
+#define TT_Q_DWK_WORDS(k) (2 * (k) * (((k) + 1) / 2))
+
+/* wk := the k x k weights w (int8, row-major) as int16 pairs for SMLAD over the 4-byte aligned
+ * words (x[2j], x[2j+1]) of a padded int16 row, kernel row r at wk + 2 half r, its pair m at
+ * 2m (even) and 2m + 1 (odd): even (w[r][2m], w[r][2m+1]) for an output whose window starts at
+ * an even column, odd (w[r][2m-1], w[r][2m]) for one starting at an odd column (its first tap
+ * in the top half of the first word); w[r][-1] = w[r][k] = 0, so each output reads one value
+ * outside its window (times 0; the rows have slack). */
+static inline __attribute__((always_inline)) void tt_q_dwk_pack(const int8_t *w, int32_t k,
+                                                               uint32_t *wk)
 {
     int32_t half = (k + 1) / 2;
-    for (int32_t ox = 0; ox < Wo; ox++) {
-        int32_t acc = 0, ix = ox * stride;
-        const uint32_t *wr = wk;
-        for (int32_t r = 0; r < k; r++, wr += half) {
-            const int16_t *xr = rp[r] + ix;
-            for (int32_t m = 0; m < half; m++) acc = tt_q_smlad(tt_q_ld32(xr + 2 * m), wr[m], acc);
+#pragma GCC unroll 7
+    for (int32_t r = 0; r < k; r++, w += k, wk += 2 * half) {
+#pragma GCC unroll 4
+        for (int32_t m = 0; m < half; m++) {
+            int32_t e1 = 2 * m + 1 < k ? w[2 * m + 1] : 0, o0 = m > 0 ? w[2 * m - 1] : 0;
+            wk[2 * m] = tt_q_pack16(w[2 * m], e1);
+            wk[2 * m + 1] = tt_q_pack16(o0, w[2 * m]);
         }
-        yr[ox] = tt_q_requant(acc, b, s, y_zero);
+    }
+}
+
+#if TT_QCONV_DSP && defined(__ARM_FP) && defined(__OPTIMIZE__)
+/* The bias-in-accumulator loop of tt_q_dwk_out_row on the DSP path: n >= 1 groups of 4 outputs,
+ * the k kernel rows unrolled (per group, 5x5: 132 instructions for 100 MACs at stride 1, 137 at
+ * stride 2; 7x7: 214 / 221 for 196). rq[r] = the window's row r - 2 stride yr (the words of
+ * the group at yp start at rq[r] + 2 stride yp), rq[7] = the bias, rq[8] = y_zero; kernel row
+ * R's weights at byte WB = 8 half R of wk. 13 (stride 1) or 14 core registers: needs
+ * optimisation (no frame pointer), hence __OPTIMIZE__.
+ *
+ * Stride 1, outputs at x0..x3: pair m adds (q_m e_m, q_m o_m, q_m+1 e_m, q_m+1 o_m), q_j the
+ * j-th word of the row, in A and B alternately; `ld` loads the word of pair m + 1 once free. */
+#define TT_Q_DWK_ASM_S1_PAIR(WB, m, X, Y, ld, c0, c1, c2, c3)                                     \
+    "ldrd   %[e], %[o], [%[wk], #(" WB "+8*" m ")]\n\t"                                           \
+    "smlad  %[a0], %[" X "], %[e], %[" c0 "]\n\t"                                                 \
+    "smlad  %[a1], %[" X "], %[o], %[" c1 "]\n\t"                                                 \
+    ld                                                                                            \
+    "smlad  %[a2], %[" Y "], %[e], %[" c2 "]\n\t"                                                 \
+    "smlad  %[a3], %[" Y "], %[o], %[" c3 "]\n\t"
+#define TT_Q_DWK_ASM_S1_HEAD(R, c0, c1, c2, c3)                                                   \
+    "ldr    %[p], [%[rq], #(4*" R ")]\n\t"                                                        \
+    "add    %[p], %[p], %[yp], lsl #1\n\t"                                                        \
+    "ldrd   %[A], %[B], [%[p]]\n\t"
+#define TT_Q_DWK_ASM_LD(X, off) "ldr    %[" X "], [%[p], #" off "]\n\t"
+#define TT_Q_DWK_ASM_S1_ROW5(R, c0, c1, c2, c3)                                                   \
+    TT_Q_DWK_ASM_S1_HEAD(R, c0, c1, c2, c3)                                                       \
+    TT_Q_DWK_ASM_S1_PAIR("24*" R, "0", "A", "B", TT_Q_DWK_ASM_LD("A", "8"), c0, c1, c2, c3)     \
+    TT_Q_DWK_ASM_S1_PAIR("24*" R, "1", "B", "A", TT_Q_DWK_ASM_LD("B", "12"), "a0", "a1", "a2",  \
+                         "a3")                                                                    \
+    TT_Q_DWK_ASM_S1_PAIR("24*" R, "2", "A", "B", "", "a0", "a1", "a2", "a3")
+#define TT_Q_DWK_ASM_S1_ROW7(R, c0, c1, c2, c3)                                                   \
+    TT_Q_DWK_ASM_S1_HEAD(R, c0, c1, c2, c3)                                                       \
+    TT_Q_DWK_ASM_S1_PAIR("32*" R, "0", "A", "B", TT_Q_DWK_ASM_LD("A", "8"), c0, c1, c2, c3)     \
+    TT_Q_DWK_ASM_S1_PAIR("32*" R, "1", "B", "A", TT_Q_DWK_ASM_LD("B", "12"), "a0", "a1", "a2",  \
+                         "a3")                                                                    \
+    TT_Q_DWK_ASM_S1_PAIR("32*" R, "2", "A", "B", TT_Q_DWK_ASM_LD("A", "16"), "a0", "a1", "a2",  \
+                         "a3")                                                                    \
+    TT_Q_DWK_ASM_S1_PAIR("32*" R, "3", "B", "A", "", "a0", "a1", "a2", "a3")
+/* Stride 2, outputs at x0, x2, x4, x6: pair m adds e_m (q_m, q_m+1, q_m+2, q_m+3), q_j in
+ * A, B, C, D by j mod 4; `ld` loads q_m+4 into q_m's register once free. */
+#define TT_Q_DWK_ASM_S2_PAIR(WB, m, W0, W1, W2, W3, ld, c0, c1, c2, c3)                           \
+    "ldr    %[e], [%[wk], #(" WB "+8*" m ")]\n\t"                                                 \
+    "smlad  %[a0], %[" W0 "], %[e], %[" c0 "]\n\t"                                                \
+    ld                                                                                            \
+    "smlad  %[a1], %[" W1 "], %[e], %[" c1 "]\n\t"                                                \
+    "smlad  %[a2], %[" W2 "], %[e], %[" c2 "]\n\t"                                                \
+    "smlad  %[a3], %[" W3 "], %[e], %[" c3 "]\n\t"
+#define TT_Q_DWK_ASM_S2_HEAD(R)                                                                   \
+    "ldr    %[p], [%[rq], #(4*" R ")]\n\t"                                                        \
+    "add    %[p], %[p], %[yp], lsl #2\n\t"                                                        \
+    "ldrd   %[A], %[B], [%[p]]\n\t"                                                               \
+    "ldrd   %[C], %[D], [%[p], #8]\n\t"
+#define TT_Q_DWK_ASM_S2_ROW5(R, c0, c1, c2, c3)                                                   \
+    TT_Q_DWK_ASM_S2_HEAD(R)                                                                       \
+    TT_Q_DWK_ASM_S2_PAIR("24*" R, "0", "A", "B", "C", "D", TT_Q_DWK_ASM_LD("A", "16"), c0, c1,  \
+                         c2, c3)                                                                  \
+    TT_Q_DWK_ASM_S2_PAIR("24*" R, "1", "B", "C", "D", "A", TT_Q_DWK_ASM_LD("B", "20"), "a0",    \
+                         "a1", "a2", "a3")                                                        \
+    TT_Q_DWK_ASM_S2_PAIR("24*" R, "2", "C", "D", "A", "B", "", "a0", "a1", "a2", "a3")
+#define TT_Q_DWK_ASM_S2_ROW7(R, c0, c1, c2, c3)                                                   \
+    TT_Q_DWK_ASM_S2_HEAD(R)                                                                       \
+    TT_Q_DWK_ASM_S2_PAIR("32*" R, "0", "A", "B", "C", "D", TT_Q_DWK_ASM_LD("A", "16"), c0, c1,  \
+                         c2, c3)                                                                  \
+    TT_Q_DWK_ASM_S2_PAIR("32*" R, "1", "B", "C", "D", "A", TT_Q_DWK_ASM_LD("B", "20"), "a0",    \
+                         "a1", "a2", "a3")                                                        \
+    TT_Q_DWK_ASM_S2_PAIR("32*" R, "2", "C", "D", "A", "B", TT_Q_DWK_ASM_LD("C", "24"), "a0",    \
+                         "a1", "a2", "a3")                                                        \
+    TT_Q_DWK_ASM_S2_PAIR("32*" R, "3", "D", "A", "B", "C", "", "a0", "a1", "a2", "a3")
+/* the first kernel row adds to the bias (in a3, written last), the others accumulate */
+#define TT_Q_DWK_ASM_ROWS5(ROW)                                                                   \
+    "ldr    %[a3], [%[rq], #28]\n\t"                                                              \
+    ROW("0", "a3", "a3", "a3", "a3") ROW("1", "a0", "a1", "a2", "a3")                             \
+    ROW("2", "a0", "a1", "a2", "a3") ROW("3", "a0", "a1", "a2", "a3")                             \
+    ROW("4", "a0", "a1", "a2", "a3")
+#define TT_Q_DWK_ASM_ROWS7(ROW)                                                                   \
+    TT_Q_DWK_ASM_ROWS5(ROW) ROW("5", "a0", "a1", "a2", "a3") ROW("6", "a0", "a1", "a2", "a3")
+/* requantize a0..a3 (tt_q_requant4_summed), store them at yp, yp += 4, and loop */
+#define TT_Q_DWK_ASM_REQUANT4_LOOP                                                                \
+    "vmov          s0, s1, %[a0], %[a1]\n\t"                                                      \
+    "vmov          s2, s3, %[a2], %[a3]\n\t"                                                      \
+    "vcvt.f32.s32  s0, s0\n\t"                                                                    \
+    "vcvt.f32.s32  s1, s1\n\t"                                                                    \
+    "vcvt.f32.s32  s2, s2\n\t"                                                                    \
+    "vcvt.f32.s32  s3, s3\n\t"                                                                    \
+    "vmul.f32      s0, s0, %[s]\n\t"                                                              \
+    "vmul.f32      s1, s1, %[s]\n\t"                                                              \
+    "vmul.f32      s2, s2, %[s]\n\t"                                                              \
+    "vmul.f32      s3, s3, %[s]\n\t"                                                              \
+    "vcvtr.s32.f32 s0, s0\n\t"                                                                    \
+    "vcvtr.s32.f32 s1, s1\n\t"                                                                    \
+    "vcvtr.s32.f32 s2, s2\n\t"                                                                    \
+    "vcvtr.s32.f32 s3, s3\n\t"                                                                    \
+    "vmov          %[a0], %[a1], s0, s1\n\t"                                                      \
+    "vmov          %[a2], %[a3], s2, s3\n\t"                                                      \
+    "ldr    %[e], [%[rq], #32]\n\t"                                                               \
+    "qadd   %[a0], %[a0], %[e]\n\t"                                                               \
+    "qadd   %[a1], %[a1], %[e]\n\t"                                                               \
+    "qadd   %[a2], %[a2], %[e]\n\t"                                                               \
+    "qadd   %[a3], %[a3], %[e]\n\t"                                                               \
+    "ssat   %[a0], #8, %[a0]\n\t"                                                                 \
+    "ssat   %[a1], #8, %[a1]\n\t"                                                                 \
+    "ssat   %[a2], #8, %[a2]\n\t"                                                                 \
+    "ssat   %[a3], #8, %[a3]\n\t"                                                                 \
+    "strb   %[a1], [%[yp], #1]\n\t"                                                               \
+    "strb   %[a2], [%[yp], #2]\n\t"                                                               \
+    "strb   %[a3], [%[yp], #3]\n\t"                                                               \
+    "strb   %[a0], [%[yp]], #4\n\t"                                                               \
+    "subs   %[n], %[n], #1\n\t"                                                                   \
+    "bne    1b\n\t"
+
+static inline __attribute__((always_inline)) void tt_q_dwk_asm4(const uintptr_t rq[9],
+                                                               const uint32_t *wk, int32_t k,
+                                                               float s, int32_t stride,
+                                                               int32_t n, int8_t *yr)
+{
+    uint32_t a0, a1, a2, a3, A, B, C, D, e, o, p;
+#define TT_Q_DWK_ASM_S1_OPERANDS                                                                  \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),              \
+      [B] "=&r"(B), [e] "=&r"(e), [o] "=&r"(o), [p] "=&r"(p), [yp] "+&r"(yr), [n] "+&r"(n)         \
+    : [rq] "r"(rq), [wk] "r"(wk), [s] "t"(s)                                                      \
+    : "s0", "s1", "s2", "s3", "cc", "memory"
+#define TT_Q_DWK_ASM_S2_OPERANDS                                                                  \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),              \
+      [B] "=&r"(B), [C] "=&r"(C), [D] "=&r"(D), [e] "=&r"(e), [p] "=&r"(p), [yp] "+&r"(yr),       \
+      [n] "+&r"(n)                                                                                 \
+    : [rq] "r"(rq), [wk] "r"(wk), [s] "t"(s)                                                      \
+    : "s0", "s1", "s2", "s3", "cc", "memory"
+    if (k == 5 && stride == 1) {
+        __asm__ volatile("1:\n\t" TT_Q_DWK_ASM_ROWS5(TT_Q_DWK_ASM_S1_ROW5)
+                             TT_Q_DWK_ASM_REQUANT4_LOOP TT_Q_DWK_ASM_S1_OPERANDS);
+    } else if (k == 5) {
+        __asm__ volatile("1:\n\t" TT_Q_DWK_ASM_ROWS5(TT_Q_DWK_ASM_S2_ROW5)
+                             TT_Q_DWK_ASM_REQUANT4_LOOP TT_Q_DWK_ASM_S2_OPERANDS);
+    } else if (stride == 1) {
+        __asm__ volatile("1:\n\t" TT_Q_DWK_ASM_ROWS7(TT_Q_DWK_ASM_S1_ROW7)
+                             TT_Q_DWK_ASM_REQUANT4_LOOP TT_Q_DWK_ASM_S1_OPERANDS);
+    } else {
+        __asm__ volatile("1:\n\t" TT_Q_DWK_ASM_ROWS7(TT_Q_DWK_ASM_S2_ROW7)
+                             TT_Q_DWK_ASM_REQUANT4_LOOP TT_Q_DWK_ASM_S2_OPERANDS);
+    }
+#undef TT_Q_DWK_ASM_S1_OPERANDS
+#undef TT_Q_DWK_ASM_S2_OPERANDS
+    (void)C, (void)D, (void)o;
+}
+#endif
+
+/* a[0..3] += one kernel row's taps of 4 outputs from the words q[0..] = (x0, x1), (x2, x3), ...
+ * of its padded int16 row, w: the row's packed weights (tt_q_dwk_pack); the portable form of the
+ * loops above. Stride 1 (outputs at x0..x3): a0, a2 take the even pairs, a1, a3 the odd ones,
+ * words q[0..half]. Stride 2 (outputs at x0, x2, x4, x6): the even pairs, words q[0..half+2]. */
+static inline __attribute__((always_inline)) void tt_q_dwk_x4(const tt_q_word *q,
+                                                             const uint32_t *w, int32_t half,
+                                                             int32_t stride, int32_t a[4])
+{
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    if (stride == 1) {
+#pragma GCC unroll 4
+        for (int32_t m = 0; m < half; m++) {
+            uint32_t x0 = q[m], x1 = q[m + 1], e = w[2 * m], o = w[2 * m + 1];
+            a0 = tt_q_smlad(x0, e, a0);
+            a1 = tt_q_smlad(x0, o, a1);
+            a2 = tt_q_smlad(x1, e, a2);
+            a3 = tt_q_smlad(x1, o, a3);
+        }
+    } else {
+#pragma GCC unroll 4
+        for (int32_t m = 0; m < half; m++) {
+            uint32_t e = w[2 * m];
+            a0 = tt_q_smlad(q[m], e, a0);
+            a1 = tt_q_smlad(q[m + 1], e, a1);
+            a2 = tt_q_smlad(q[m + 2], e, a2);
+            a3 = tt_q_smlad(q[m + 3], e, a3);
+        }
+    }
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+}
+
+/* One output row of a depthwise k x k conv (k = 5 or 7; any odd k <= 7 off the DSP path),
+ * stride 1 or 2, from k padded int16 rows of x - x_zero (the window's rows top to bottom; 4-byte
+ * aligned, each with the slack of TT_QCONV_DW3X3_SCRATCH: W + 2 pad_w + 1 values at least),
+ * given as rq[r] = row r - 2 stride yr (as integers; rq[7] = init, rq[8] = y_zero: see
+ * tt_q_dwk_asm4; rq[0..k) is clobbered); wk: tt_q_dwk_pack. 4 outputs at a time, then the last
+ * Wo % 4 one by one, or on the DSP path, with `tail` (rows of TT_QCONV_DWK_SCRATCH: W + 2 pad_w
+ * + 7 values), 2 or 3 of them as a group of 4 whose extra outputs (read from the slack) are
+ * dropped.
+ * `summed`: the accumulators start at the bias (`init`, tt_q_bias_in_acc) and requantize 4 at a
+ * time; otherwise they start at 0 and add the float bias b. */
+static inline __attribute__((always_inline)) void tt_q_dwk_row(
+    uintptr_t rq[9], const uint32_t *wk, int32_t k, int32_t init, int summed, float b, float s,
+    int32_t y_zero, int32_t stride, int32_t Wo, int32_t tail, int8_t *yr)
+{
+    int32_t half = (k + 1) / 2, W4 = Wo & ~3, ox = 0;
+    uintptr_t at = 2u * (uintptr_t)stride * (uintptr_t)yr; /* rq[r] + at: row r */
+    (void)tail;
+#if TT_QCONV_DSP && defined(__ARM_FP) && defined(__OPTIMIZE__)
+    if (summed && (k == 5 || k == 7)) {
+        if (W4 > 0) tt_q_dwk_asm4(rq, wk, k, s, stride, W4 >> 2, yr);
+        ox = W4;
+        if (tail && (Wo & 3) >= 2) { /* the last 2 or 3 outputs as 4, into t (rq moved there) */
+            int8_t t[4];
+            uintptr_t d = 2u * (uintptr_t)stride * ((uintptr_t)(yr + W4) - (uintptr_t)t);
+#pragma GCC unroll 7
+            for (int32_t r = 0; r < k; r++) rq[r] += d;
+            tt_q_dwk_asm4(rq, wk, k, s, stride, 1, t);
+            for (int32_t i = 0; i < (Wo & 3); i++) yr[W4 + i] = t[i];
+            return;
+        }
+    }
+#endif
+    for (; ox < W4; ox += 4) {
+        int32_t a[4] = {init, init, init, init};
+        for (int32_t r = 0; r < k; r++) {
+            const tt_q_word *q = (const tt_q_word *)(rq[r] + at) + (ox * stride >> 1);
+            tt_q_dwk_x4(q, wk + 2 * half * r, half, stride, a);
+        }
+        if (summed) {
+            tt_q_requant4_summed(a[0], a[1], a[2], a[3], s, y_zero, yr + ox);
+        } else {
+            for (int32_t i = 0; i < 4; i++) yr[ox + i] = tt_q_requant(a[i], b, s, y_zero);
+        }
+    }
+    for (ox = W4; ox < Wo; ox++) { /* the last Wo % 4: even pairs at an even column, else odd */
+        int32_t ix = ox * stride, acc = init;
+        const uint32_t *wr = wk + (ix & 1);
+        for (int32_t r = 0; r < k; r++, wr += 2 * half) {
+            const tt_q_word *q = (const tt_q_word *)(rq[r] + at) + (ix >> 1);
+#pragma GCC unroll 4
+            for (int32_t m = 0; m < half; m++) acc = tt_q_smlad(q[m], wr[2 * m], acc);
+        }
+        yr[ox] = summed ? tt_q_requant_summed(acc, s, y_zero) : tt_q_requant(acc, b, s, y_zero);
+    }
+}
+
+/* The same from the rows rp[] and b = (float)bias (tt_qconv_expand_dw's depthwise). */
+static inline __attribute__((always_inline)) void tt_q_dwk_out_row(
+    const int16_t *const *rp, const uint32_t *wk, int32_t k, float b, float s, int32_t y_zero,
+    int32_t stride, int32_t Wo, int8_t *yr)
+{
+    /* b = (float)bias is exact whenever the bias may start the accumulator (|bias| < 2**24) */
+    int32_t limit = (1 << 24) - 32640 * k * k;
+    int summed = b <= (float)limit && b >= -(float)limit;
+    int32_t init = summed ? (int32_t)b : 0;
+    uintptr_t rq[9], at = 2u * (uintptr_t)stride * (uintptr_t)yr;
+#pragma GCC unroll 7
+    for (int32_t r = 0; r < k; r++) rq[r] = (uintptr_t)rp[r] - at;
+    rq[7] = (uintptr_t)(uint32_t)init, rq[8] = (uintptr_t)(uint32_t)y_zero;
+    tt_q_dwk_row(rq, wk, k, init, summed, b, s, y_zero, stride, Wo, 0, yr);
+}
+
+/* Bytes of scratch of tt_qconv_dwk, 4-byte aligned: the packed weights of one channel, then a
+ * ring of k padded int16 rows of W + 2 pad_w + 7 values at least, rounded up to even (the last
+ * group of 4 outputs of a row may read 6 values past its padding: tt_q_dwk_row's `tail`). */
+#define TT_QCONV_DWK_SCRATCH(W, k, pad_w) \
+    (4 * TT_Q_DWK_WORDS(k) + 2 * (k) * ((((W) + 2 * (pad_w)) + 8) / 2 * 2))
+
+/* y = qconv2d(x, w, bias, scale) with groups = C = O and a k x k kernel, k = 5 or 7 (any odd
+ * k <= 7: 3 works too, tt_qconv_dw3x3 is faster), stride 1 or 2, any padding.
+ * x int8 (1, C, H, W); w int8 (C, 1, k, k); y int8 (1, C, Ho, Wo).
+ * scratch: TT_QCONV_DWK_SCRATCH(W, k, pad_w) bytes, 4-byte aligned: the channel's packed
+ * weights and a ring of k padded int16 rows, zeroed once (padding columns stay zero).
+ *
+ * In place (y == x, tinytvm/quant/inplace.py, padding <= (k - 1) / 2): safe because each input
+ * row is copied into the ring before the first output row that reads it is written, and an
+ * output row never overwrites an input row that is not yet copied: output row oy of channel c
+ * ends at c Ho Wo + (oy + 1) Wo, the rows still to copy start at c H W + (oy stride + k - pad_h)
+ * W, and Ho <= H, Wo <= W, oy + 1 <= oy stride + k - pad_h (pad_h <= k - 1). Keep the
+ * copy-before-write order. */
+TT_Q_SPECIALISED void tt_qconv_dwk(const int8_t *x, const int8_t *w, const int32_t *bias,
+                                   const float *scale, int8_t *y, int32_t C, int32_t H, int32_t W,
+                                   int32_t k, int32_t stride, int32_t pad_h, int32_t pad_w,
+                                   int32_t x_zero, int32_t y_zero, void *scratch)
+{
+    int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
+    int32_t len = (W + 2 * pad_w + 8) / 2 * 2; /* TT_QCONV_DWK_SCRATCH */
+    uint32_t *wk = (uint32_t *)scratch;
+    int16_t *rows = (int16_t *)(wk + TT_Q_DWK_WORDS(k));
+    uint32_t nzz = ((uint32_t)-x_zero & 0xFFFFu) * 0x10001u;
+    uintptr_t slot[14], rq[9]; /* slot[j]: ring row j % k */
+    for (int32_t j = 0; j < 2 * k; j++) slot[j] = (uintptr_t)(rows + (j < k ? j : j - k) * len);
+    memset(rows, 0, (size_t)len * 2 * (size_t)k);
+    rq[8] = (uintptr_t)(uint32_t)y_zero;
+    for (int32_t c = 0; c < C; c++, w += k * k) {
+        const int8_t *xc = x + c * H * W;
+        int8_t *yc = y + c * Ho * Wo;
+        int summed = tt_q_bias_in_acc(bias[c], k * k);
+        int32_t init = summed ? bias[c] : 0;
+        float b = (float)bias[c], s = scale[c];
+        tt_q_dwk_pack(w, k, wk);
+        rq[7] = (uintptr_t)(uint32_t)init;
+        /* the window of output row oy: input rows oy stride - pad_h + r, r < k, in ring rows
+         * top + r (mod k); each row is copied when a window first takes it, before the output
+         * row is written (in place: above) */
+        int32_t top = 0;
+        for (int32_t r = 0; r < k; r++) {
+            tt_q_dw_fill(xc, H, W, pad_w, len, nzz, r - pad_h, (int16_t *)slot[r]);
+        }
+        for (int32_t oy = 0; oy < Ho; oy++, yc += Wo) {
+            if (oy > 0) { /* the rows leaving the window make room for the rows entering it */
+                for (int32_t i = 0; i < stride; i++) {
+                    tt_q_dw_fill(xc, H, W, pad_w, len, nzz, oy * stride - pad_h + k - stride + i,
+                                 (int16_t *)slot[top]);
+                    top = top + 1 == k ? 0 : top + 1;
+                }
+            }
+            uintptr_t at = 2u * (uintptr_t)stride * (uintptr_t)yc;
+#pragma GCC unroll 7
+            for (int32_t r = 0; r < k; r++) rq[r] = slot[top + r] - at;
+            tt_q_dwk_row(rq, wk, k, init, summed, b, s, y_zero, stride, Wo, 1, yc);
+        }
     }
 }
 
@@ -960,7 +1279,7 @@ TT_Q_SPECIALISED void tt_qconv_expand_dw(const int8_t *x, const int8_t *w1, cons
                                          void *scratch)
 {
     int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
-    int32_t len = (W + 2 * pad_w + 3) / 2 * 2, P = H * W, half = (k + 1) / 2;
+    int32_t len = (W + 2 * pad_w + 3) / 2 * 2, P = H * W;
     uint32_t *wp = (uint32_t *)scratch;
     int16_t *rows = (int16_t *)(wp + (C + 1) / 2);
     for (int32_t c = 0; c < E; c++, w1 += C, w2 += k * k) {
@@ -977,19 +1296,14 @@ TT_Q_SPECIALISED void tt_qconv_expand_dw(const int8_t *x, const int8_t *w1, cons
         int summed = tt_q_bias_in_acc(b1[c], C);
         if (summed) init += b1[c];
         float bias1 = (float)b1[c], scale1 = s1[c], bias2 = (float)b2[c], scale2 = s2[c];
-        uint32_t w01[3], w12[3], wk[7 * 4];
+        uint32_t w01[3], w12[3], wk[TT_Q_DWK_WORDS(7)];
         if (k == 3) {
             for (int32_t r = 0; r < 3; r++) {
                 w01[r] = tt_q_pack16(w2[3 * r], w2[3 * r + 1]);
                 w12[r] = tt_q_pack16(w2[3 * r + 1], w2[3 * r + 2]);
             }
         } else {
-            for (int32_t r = 0; r < k; r++) {
-                for (int32_t m = 0; m < half; m++) {
-                    int32_t hi = 2 * m + 1 < k ? w2[r * k + 2 * m + 1] : 0;
-                    wk[r * half + m] = tt_q_pack16(w2[r * k + 2 * m], hi);
-                }
-            }
+            tt_q_dwk_pack(w2, k, wk);
         }
         int32_t held[7] = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
                            INT32_MIN}; /* expanded row in each slot */

@@ -9,11 +9,16 @@
  *   tt_qgrad_weight_dw3x3    dW of a depthwise 3x3 conv, stride 1 or 2  (weight_grad)
  *   tt_qgrad_data            dx of a groups=1 conv (transposed conv)     (data_grad)
  *   tt_qgrad_data_dw3x3      dx of a depthwise 3x3 conv, stride 1 or 2  (data_grad)
+ *   tt_qgrad_weight_dwk / tt_qgrad_data_dwk
+ *                            dW / dx of a depthwise 5x5 or 7x7 conv, stride 1 or 2, padding
+ *                            <= (k - 1) / 2 (weight_grad / data_grad; in place:
+ *                            tt_qgrad_data_dwk_inplace)
  *   tt_qgrad_data_1x1        dx of a 1x1 stride-1 unpadded groups=1 conv, as a register-
  *                            blocked gather (4 channels x 4 pixels)   (data_grad)
  *   tt_qgrad_update_round / _stochastic / _master
  *                            dW summed per element and applied at once (weight_grad_update):
- *                            groups=1 any kernel, or depthwise 3x3; the same sums as dW
+ *                            groups=1 any kernel, or depthwise 3x3 / 5x5 / 7x7; the same
+ *                            sums as dW
  *
  * Bit-exactness: every output is a float32 sum, and float addition is not associative, so each
  * output element receives exactly the naive kernel's terms in the naive kernel's order,
@@ -37,13 +42,19 @@
  * sums in s0-s8 over whole output rows (8 / 4 pixels per VLDM of each padded float input
  * row); the data gradient is a gather (per dx row its 1 to 3 hit g rows as VLDM windows, each
  * element's terms in (ky, kx) order, one store per element); planes of H = W <= 4 (stride 1,
- * padding 1) run a channel per iteration entirely in FPU registers.
+ * padding 1) run a channel per iteration entirely in FPU registers. Depthwise 5x5 / 7x7: the
+ * weight gradient keeps a tap row's k sums in registers over an output row; the data gradient
+ * is a gather from a ring of zero-padded float g rows (each g row copied once per channel;
+ * the padding only adds 0.0f products to sums from +0.0f: no-ops), per block of a dx row one
+ * VLDM window of each hit row and its k weights.
  *
  * Scratch (caller-provided, 4-byte aligned, TT_QGRAD_*_SCRATCH bytes): float copies of
  * x - x_zero, 4 * 8 * min(P, 64) bytes (<= 2 KB) for the groups=1 weight gradient and update
  * (P output pixels); 12 * (W + 2 pad_w) bytes for the
  * depthwise weight gradient (3 padded rows); TT_QGRAD_DATA_1X1_SCRATCH(O) bytes (<= 2 KB) for
- * tt_qgrad_data_1x1. The other data gradients and the bias gradient need none.
+ * tt_qgrad_data_1x1; k rows of floats for the depthwise k x k gradients
+ * (TT_QGRAD_WEIGHT_DWK_SCRATCH, TT_QGRAD_DATA_DWK_SCRATCH). The other data gradients and the
+ * bias gradient need none.
  *
  * Two paths: inline assembly for the Cortex-M (VLDM/VSTM + VMLA.F32, __ARM_FP with an FPU)
  * and a portable C path (the host build) computing the same float operations in the same order.
@@ -119,7 +130,7 @@ static inline void tt_g_dot8(float acc[8], const float *xs, const float *g, int3
         "vmla.f32 s7, s24, s15\n"
         "3:\n\t"
         "vstm     %[acc], {s0-s7}\n\t"
-        : [xs] "+r"(xs), [g] "+r"(g), [n] "+r"(n)
+        : [xs] "+&r"(xs), [g] "+&r"(g), [n] "+&r"(n)
         : [acc] "r"(acc)
         : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10",
           "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22",
@@ -184,7 +195,7 @@ tt_g_dot8x2(const float *in0, const float *in1, float *out0, float *out1, const 
         "4:\n\t"
         "vstm     %[o0], {s0-s7}\n\t"
         "vstm     %[o1], {s8-s15}\n\t"
-        : [xs] "+r"(xs), [g0] "+r"(g0), [g1] "+r"(g1), [n] "+r"(n)
+        : [xs] "+&r"(xs), [g0] "+&r"(g0), [g1] "+&r"(g1), [n] "+&r"(n)
         : [i0] "r"(in0), [i1] "r"(in1), [o0] "r"(out0), [o1] "r"(out1)
         : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10",
           "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22",
@@ -201,6 +212,88 @@ tt_g_dot8x2(const float *in0, const float *in1, float *out0, float *out1, const 
     }
     for (int32_t k = 0; k < 8; k++) out0[k] = a0[k], out1[k] = a1[k];
 #endif
+}
+
+/* Row pairs of a direct tile (a 1x1 conv with 8 channels: a row's 8 sums are contiguous in dW):
+ * for r = 0..pairs-1, tt_g_dot8x2 of rows out0 = d + 2rK, out1 = out0 + K with g rows
+ * g + 2r gs, g + (2r + 1) gs over xs[0 .. 8n), starting from +0.0f (cont = 0) or from out
+ * (cont = 1). The Cortex-M path runs the row-pair loop in the assembly (n >= 4). */
+/* 4 pixels of a row pair: 2 + 4 VLDM, 64 VMLA */
+#define TT_QGRAD_WG_PX4                                                                       \
+    "vldmia   %[g0]!, {s16-s19}\n\t"                                                          \
+    "vldmia   %[g1]!, {s20-s23}\n\t"                                                          \
+    "vldmia   %[xs]!, {s24-s31}\n\t"                                                          \
+    TT_QGRAD_WG_MLA16("s16", "s20")                                                           \
+    "vldmia   %[xs]!, {s24-s31}\n\t"                                                          \
+    TT_QGRAD_WG_MLA16("s17", "s21")                                                           \
+    "vldmia   %[xs]!, {s24-s31}\n\t"                                                          \
+    TT_QGRAD_WG_MLA16("s18", "s22")                                                           \
+    "vldmia   %[xs]!, {s24-s31}\n\t"                                                          \
+    TT_QGRAD_WG_MLA16("s19", "s23")
+/* any n >= 4: n / 4 blocks of 4 pixels, then n % 4 single pixels */
+#define TT_QGRAD_WG_PXN                                                                       \
+    "mov      %[c], %[q4]\n"                                                                  \
+    "2:\n\t" TT_QGRAD_WG_PX4                                                                  \
+    "subs     %[c], %[c], #1\n\t"                                                             \
+    "bne      2b\n\t"                                                                         \
+    "movs     %[c], %[r]\n\t"                                                                 \
+    "beq      4f\n"                                                                           \
+    "3:\n\t"                                                                                  \
+    "vldmia   %[g0]!, {s16}\n\t"                                                              \
+    "vldmia   %[g1]!, {s20}\n\t"                                                              \
+    "vldmia   %[xs]!, {s24-s31}\n\t"                                                          \
+    TT_QGRAD_WG_MLA16("s16", "s20")                                                           \
+    "subs     %[c], %[c], #1\n\t"                                                             \
+    "bne      3b\n"                                                                           \
+    "4:\n\t"
+/* the row-pair loop: INIT loads s0-s15, PIXELS runs the pixels */
+#define TT_QGRAD_WG_PAIRS_ASM(INIT, PIXELS)                                                   \
+    __asm__ volatile(                                                                         \
+        "1:\n\t" INIT PIXELS                                                                  \
+        "vstm     %[o0], {s0-s7}\n\t"                                                         \
+        "add      %[c], %[o0], %[kb]\n\t"                                                     \
+        "vstm     %[c], {s8-s15}\n\t"                                                         \
+        "add      %[o0], %[o0], %[kb], lsl #1\n\t"                                            \
+        "add      %[g0], %[g0], %[gst]\n\t"                                                   \
+        "add      %[g1], %[g1], %[gst]\n\t"                                                   \
+        "sub      %[xs], %[xs], %[xb]\n\t"                                                    \
+        "subs     %[p], %[p], #1\n\t"                                                         \
+        "bne      1b\n\t"                                                                     \
+        : [o0] "+&r"(d), [xs] "+&r"(xs), [g0] "+&r"(g0), [g1] "+&r"(g1), [p] "+&r"(pairs),        \
+          [c] "=&r"(c)                                                                        \
+        : [kb] "r"(kb), [q4] "r"(q4), [r] "r"(r), [gst] "r"(gst), [xb] "r"(xb),              \
+          [z] "r"(tt_g_zeros16)                                                               \
+        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10",  \
+          "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", \
+          "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
+
+static const float tt_g_zeros16[2 * TT_QGRAD_WG_CH];
+
+static inline __attribute__((always_inline)) void
+tt_g_wg_pairs(float *d, int32_t K, const float *xs, const float *g, int32_t gs, int32_t n,
+              int32_t pairs, int32_t cont)
+{
+#if TT_QGRAD_ASM
+    if (n >= 4 && pairs > 0) {
+        const float *g0 = g, *g1 = g + gs;
+        int32_t kb = 4 * K, q4 = n >> 2, r = n & 3, gst = 4 * (2 * gs - n), xb = 32 * n, c;
+        if (cont) {
+            TT_QGRAD_WG_PAIRS_ASM("vldm     %[o0], {s0-s7}\n\t"
+                                  "add      %[c], %[o0], %[kb]\n\t"
+                                  "vldm     %[c], {s8-s15}\n\t", TT_QGRAD_WG_PXN);
+        } else if (n == 16) { /* 4x4 planes: the 16 pixels unrolled */
+            TT_QGRAD_WG_PAIRS_ASM("vldm     %[z], {s0-s15}\n\t",
+                                  TT_QGRAD_WG_PX4 TT_QGRAD_WG_PX4 TT_QGRAD_WG_PX4 TT_QGRAD_WG_PX4);
+        } else {
+            TT_QGRAD_WG_PAIRS_ASM("vldm     %[z], {s0-s15}\n\t", TT_QGRAD_WG_PXN);
+        }
+        return;
+    }
+#endif
+    for (; pairs > 0; pairs--, d += 2 * K, g += 2 * gs) {
+        tt_g_dot8x2(cont ? d : tt_g_zeros16, cont ? d + K : tt_g_zeros16, d, d + K, xs, g,
+                    g + gs, n);
+    }
 }
 
 /* dst[i] = dst[i] + src[i] * a, i = 0..n-1 (contiguous) */
@@ -224,14 +317,14 @@ static inline void tt_g_axpy(float *dst, const float *src, float a, int32_t n)
             "vstmia   %[d]!, {s0-s7}\n\t"
             "subs     %[b], %[b], #1\n\t"
             "bne      1b\n\t"
-            : [d] "+r"(dst), [s] "+r"(src), [b] "+r"(blocks)
+            : [d] "+&r"(dst), [s] "+&r"(src), [b] "+&r"(blocks)
             : [a] "t"(a)
             : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9",
               "s10", "s11", "s12", "s13", "s14", "s15");
     }
     for (int32_t i = 0; i < (n & 7); i++) {
         float v = dst[i];
-        __asm__("vmla.f32 %0, %1, %2" : "+t"(v) : "t"(src[i]), "t"(a));
+        __asm__("vmla.f32 %0, %1, %2" : "+&t"(v) : "t"(src[i]), "t"(a));
         dst[i] = v;
     }
 #else
@@ -246,7 +339,7 @@ static inline void tt_g_axpy_strided(float *dst, int32_t step, const float *src,
     for (int32_t i = 0; i < n; i++, dst += step) {
         float v = *dst;
 #if TT_QGRAD_ASM
-        __asm__("vmla.f32 %0, %1, %2" : "+t"(v) : "t"(src[i]), "t"(a));
+        __asm__("vmla.f32 %0, %1, %2" : "+&t"(v) : "t"(src[i]), "t"(a));
 #else
         v = v + src[i] * a;
 #endif
@@ -309,7 +402,7 @@ static inline void tt_qgrad_acc_s8(const int8_t *y, const float *g, const float 
                 "vstmia   %[o]!, {s0-s7}\n\t"
                 "subs     %[n], %[n], #1\n\t"
                 "bne      1b\n\t"
-                : [y] "+r"(yp), [g] "+r"(gp), [o] "+r"(out), [n] "+r"(blocks), [a] "=&r"(a),
+                : [y] "+&r"(yp), [g] "+&r"(gp), [o] "+&r"(out), [n] "+&r"(blocks), [a] "=&r"(a),
                   [b] "=&r"(b)
                 : [c81] "r"(0x81818181u), [s] "t"(s), [z] "t"(z)
                 : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7");
@@ -342,7 +435,7 @@ static inline void tt_qgrad_acc_f32(const float *y, const float *g, const float 
                      "vstmia   %[o]!, {s0-s7}\n\t"                                          \
                      "subs     %[n], %[n], #1\n\t"                                          \
                      "bne      1b\n\t"                                                      \
-                     : [g] "+r"(gp), [o] "+r"(out), [n] "+r"(blocks), ##__VA_ARGS__         \
+                     : [g] "+&r"(gp), [o] "+&r"(out), [n] "+&r"(blocks), ##__VA_ARGS__         \
                      :                                                                      \
                      : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", \
                        "s9", "s10", "s11", "s12", "s13", "s14", "s15")
@@ -351,7 +444,7 @@ static inline void tt_qgrad_acc_f32(const float *y, const float *g, const float 
         float *out = g_acc;
         int32_t blocks = O >> 3;
         TT_QGRAD_ACC_F32_LOOP("vldmia   %[sp]!, {s8-s15}\n\t", "s8", "s9", "s10", "s11", "s12",
-                              "s13", "s14", "s15", [sp] "+r"(sp));
+                              "s13", "s14", "s15", [sp] "+&r"(sp));
         for (int32_t o = O & ~7; o < O; o++) g_acc[o] = g[o] * scale[o];
         return;
     }
@@ -362,7 +455,7 @@ static inline void tt_qgrad_acc_f32(const float *y, const float *g, const float 
             const float *gp = g;
             float *out = g_acc;
             TT_QGRAD_ACC_F32_LOOP("", "%[s]", "%[s]", "%[s]", "%[s]", "%[s]", "%[s]", "%[s]",
-                                  "%[s]", [s] "+t"(s));
+                                  "%[s]", [s] "+&t"(s));
             p = P & ~7;
         }
         for (; p < P; p++) g_acc[p] = g[p] * s;
@@ -399,7 +492,7 @@ static inline void tt_qgrad_bias(const float *g, float *db, int32_t O, int32_t P
                 "vadd.f32 %[acc], %[acc], s7\n\t"
                 "subs     %[n], %[n], #1\n\t"
                 "bne      1b\n\t"
-                : [g] "+r"(g), [acc] "+t"(acc), [n] "+r"(blocks)
+                : [g] "+&r"(g), [acc] "+&t"(acc), [n] "+&r"(blocks)
                 :
                 : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7");
             p = P & ~7;
@@ -522,7 +615,7 @@ static inline void tt_g_cvt_run(float *xs, const int8_t *xp, int32_t step, int32
                 "subs     %[n], %[n], #1\n\t"
                 "bne      1b\n\t"
 
-            : [s] "+r"(s), [d] "+r"(dd), [n] "+r"(blocks), [a] "=&r"(a), [b] "=&r"(b),
+            : [s] "+&r"(s), [d] "+&r"(dd), [n] "+&r"(blocks), [a] "=&r"(a), [b] "=&r"(b),
               [c] "=&r"(c), [e] "=&r"(e), [c0] "=&r"(c0)
             : [zz] "r"(zz), [hw] "r"(HW)
             : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9",
@@ -532,6 +625,7 @@ static inline void tt_g_cvt_run(float *xs, const int8_t *xp, int32_t step, int32
     }
 #endif
     xs += TT_QGRAD_WG_CH * q0, xp += q0 * step, m -= q0;
+    if (m <= 0) return;
     for (int32_t k = 0; k < TT_QGRAD_WG_CH; k++, xp += HW) {
         float *d = xs + k;
         int32_t q = 0;
@@ -580,7 +674,7 @@ static inline void tt_g_cvt_run(float *xs, const int8_t *xp, int32_t step, int32
                 "add      %[d], %[d], #256\n\t"
                 "subs     %[n], %[n], #1\n\t"
                 "bne      1b\n\t"
-                : [s] "+r"(s), [d] "+r"(dd), [n] "+r"(blocks), [a] "=&r"(a), [b] "=&r"(b),
+                : [s] "+&r"(s), [d] "+&r"(dd), [n] "+&r"(blocks), [a] "=&r"(a), [b] "=&r"(b),
                   [c] "=&r"(c), [e] "=&r"(e)
                 : [zz] "r"(zz)
                 : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7");
@@ -662,6 +756,11 @@ static inline void tt_qgrad_weight(const int8_t *x, const float *g, float *dw, i
                 float *d = dw + c0 * taps + t;
                 const float *gp = g + p0;
                 int32_t o = 0;
+                if (direct) {
+                    int32_t pairs = rows >> 1;
+                    tt_g_wg_pairs(d, K, xs, gp, P, n, pairs, p0 > 0);
+                    o = 2 * pairs, d += 2 * pairs * K, gp += 2 * pairs * P;
+                }
                 for (; o + 2 <= rows; o += 2, d += 2 * K, gp += 2 * P) {
                     float *out0 = d, *out1 = d + K;
                     if (!direct) {
@@ -767,61 +866,118 @@ static inline void tt_qgrad_data(const float *g, const int8_t *w, float *dx, int
 #define TT_QGRAD_DATA_1X1_SCRATCH(O) \
     (64 + 16 * ((O) < TT_QGRAD_D1X1_OCH ? (O) : TT_QGRAD_D1X1_OCH))
 
-/* ws[4q + k] = (float)w[q * C + k], k = 0..3, q = 0..n-1 (n >= 1) */
+/* ws[4q + k] = (float)w[q * C + k], k = 0..3, q = 0..n-1 (n >= 1).
+ * Assembly: each weight by a load of the byte and a load of its float from a table of the
+ * 256 int8 values (each entry is (float)i exactly), 4 floats per STM; o by 4 per iteration. */
 static inline void tt_g_d1x1_convert(const int8_t *w, int32_t C, float *ws, int32_t n)
 {
 #if TT_QGRAD_ASM
-    uint32_t v, a, b;
+    static const float tab[256] = {
+        -128, -127, -126, -125, -124, -123, -122, -121,
+        -120, -119, -118, -117, -116, -115, -114, -113,
+        -112, -111, -110, -109, -108, -107, -106, -105, -104, -103, -102, -101, -100, -99, -98, -97,
+        -96, -95, -94, -93, -92, -91, -90, -89, -88, -87, -86, -85, -84, -83, -82, -81,
+        -80, -79, -78, -77, -76, -75, -74, -73, -72, -71, -70, -69, -68, -67, -66, -65,
+        -64, -63, -62, -61, -60, -59, -58, -57, -56, -55, -54, -53, -52, -51, -50, -49,
+        -48, -47, -46, -45, -44, -43, -42, -41, -40, -39, -38, -37, -36, -35, -34, -33,
+        -32, -31, -30, -29, -28, -27, -26, -25, -24, -23, -22, -21, -20, -19, -18, -17,
+        -16, -15, -14, -13, -12, -11, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1,
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+        32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
+        48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63,
+        64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79,
+        80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95,
+        96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
+        112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127,
+    };
+    const float *t = tab + 128; /* t[i] = (float)i, i = -128..127 */
     __asm__ volatile(
-        "subs     %[n], %[n], #2\n\t"
+        "subs     %[n], %[n], #4\n\t"
         "blt      2f\n"
         "1:\n\t"
-        "ldr      %[v], [%[w]]\n\t" /* unaligned when 4 does not divide C: fine on v7-M */
+        "ldrsb    r0, [%[w], #0]\n\t"
+        "ldrsb    r1, [%[w], #1]\n\t"
+        "ldrsb    r2, [%[w], #2]\n\t"
+        "ldrsb    r3, [%[w], #3]\n\t"
         "add      %[w], %[w], %[C]\n\t"
-        "sxtb     %[a], %[v]\n\t"
-        "sxtb     %[b], %[v], ror #8\n\t"
-        "vmov     s0, s1, %[a], %[b]\n\t"
-        "sxtb     %[a], %[v], ror #16\n\t"
-        "asr      %[b], %[v], #24\n\t"
-        "vmov     s2, s3, %[a], %[b]\n\t"
-        "ldr      %[v], [%[w]]\n\t"
+        "ldr      r0, [%[t], r0, lsl #2]\n\t"
+        "ldr      r1, [%[t], r1, lsl #2]\n\t"
+        "ldr      r2, [%[t], r2, lsl #2]\n\t"
+        "ldr      r3, [%[t], r3, lsl #2]\n\t"
+        "stmia    %[ws]!, {r0-r3}\n\t"
+        "ldrsb    r0, [%[w], #0]\n\t"
+        "ldrsb    r1, [%[w], #1]\n\t"
+        "ldrsb    r2, [%[w], #2]\n\t"
+        "ldrsb    r3, [%[w], #3]\n\t"
         "add      %[w], %[w], %[C]\n\t"
-        "sxtb     %[a], %[v]\n\t"
-        "sxtb     %[b], %[v], ror #8\n\t"
-        "vmov     s4, s5, %[a], %[b]\n\t"
-        "sxtb     %[a], %[v], ror #16\n\t"
-        "asr      %[b], %[v], #24\n\t"
-        "vmov     s6, s7, %[a], %[b]\n\t"
-        "vcvt.f32.s32 s0, s0\n\t"
-        "vcvt.f32.s32 s1, s1\n\t"
-        "vcvt.f32.s32 s2, s2\n\t"
-        "vcvt.f32.s32 s3, s3\n\t"
-        "vcvt.f32.s32 s4, s4\n\t"
-        "vcvt.f32.s32 s5, s5\n\t"
-        "vcvt.f32.s32 s6, s6\n\t"
-        "vcvt.f32.s32 s7, s7\n\t"
-        "vstmia   %[ws]!, {s0-s7}\n\t"
-        "subs     %[n], %[n], #2\n\t"
+        "ldr      r0, [%[t], r0, lsl #2]\n\t"
+        "ldr      r1, [%[t], r1, lsl #2]\n\t"
+        "ldr      r2, [%[t], r2, lsl #2]\n\t"
+        "ldr      r3, [%[t], r3, lsl #2]\n\t"
+        "stmia    %[ws]!, {r0-r3}\n\t"
+        "ldrsb    r0, [%[w], #0]\n\t"
+        "ldrsb    r1, [%[w], #1]\n\t"
+        "ldrsb    r2, [%[w], #2]\n\t"
+        "ldrsb    r3, [%[w], #3]\n\t"
+        "add      %[w], %[w], %[C]\n\t"
+        "ldr      r0, [%[t], r0, lsl #2]\n\t"
+        "ldr      r1, [%[t], r1, lsl #2]\n\t"
+        "ldr      r2, [%[t], r2, lsl #2]\n\t"
+        "ldr      r3, [%[t], r3, lsl #2]\n\t"
+        "stmia    %[ws]!, {r0-r3}\n\t"
+        "ldrsb    r0, [%[w], #0]\n\t"
+        "ldrsb    r1, [%[w], #1]\n\t"
+        "ldrsb    r2, [%[w], #2]\n\t"
+        "ldrsb    r3, [%[w], #3]\n\t"
+        "add      %[w], %[w], %[C]\n\t"
+        "ldr      r0, [%[t], r0, lsl #2]\n\t"
+        "ldr      r1, [%[t], r1, lsl #2]\n\t"
+        "ldr      r2, [%[t], r2, lsl #2]\n\t"
+        "ldr      r3, [%[t], r3, lsl #2]\n\t"
+        "stmia    %[ws]!, {r0-r3}\n\t"
+        "subs     %[n], %[n], #4\n\t"
         "bge      1b\n"
-        "2:\n\t"
-        "adds     %[n], %[n], #2\n\t"
+        "2:\n\t" /* n = (remaining outputs) - 4: its low 2 bits are the remainder */
+        "tst      %[n], #2\n\t"
+        "beq      4f\n\t"
+        "ldrsb    r0, [%[w], #0]\n\t"
+        "ldrsb    r1, [%[w], #1]\n\t"
+        "ldrsb    r2, [%[w], #2]\n\t"
+        "ldrsb    r3, [%[w], #3]\n\t"
+        "add      %[w], %[w], %[C]\n\t"
+        "ldr      r0, [%[t], r0, lsl #2]\n\t"
+        "ldr      r1, [%[t], r1, lsl #2]\n\t"
+        "ldr      r2, [%[t], r2, lsl #2]\n\t"
+        "ldr      r3, [%[t], r3, lsl #2]\n\t"
+        "stmia    %[ws]!, {r0-r3}\n\t"
+        "ldrsb    r0, [%[w], #0]\n\t"
+        "ldrsb    r1, [%[w], #1]\n\t"
+        "ldrsb    r2, [%[w], #2]\n\t"
+        "ldrsb    r3, [%[w], #3]\n\t"
+        "add      %[w], %[w], %[C]\n\t"
+        "ldr      r0, [%[t], r0, lsl #2]\n\t"
+        "ldr      r1, [%[t], r1, lsl #2]\n\t"
+        "ldr      r2, [%[t], r2, lsl #2]\n\t"
+        "ldr      r3, [%[t], r3, lsl #2]\n\t"
+        "stmia    %[ws]!, {r0-r3}\n\t"
+        "4:\n\t"
+        "tst      %[n], #1\n\t"
         "beq      3f\n\t"
-        "ldr      %[v], [%[w]]\n\t"
-        "sxtb     %[a], %[v]\n\t"
-        "sxtb     %[b], %[v], ror #8\n\t"
-        "vmov     s0, s1, %[a], %[b]\n\t"
-        "sxtb     %[a], %[v], ror #16\n\t"
-        "asr      %[b], %[v], #24\n\t"
-        "vmov     s2, s3, %[a], %[b]\n\t"
-        "vcvt.f32.s32 s0, s0\n\t"
-        "vcvt.f32.s32 s1, s1\n\t"
-        "vcvt.f32.s32 s2, s2\n\t"
-        "vcvt.f32.s32 s3, s3\n\t"
-        "vstmia   %[ws]!, {s0-s3}\n"
+        "ldrsb    r0, [%[w], #0]\n\t"
+        "ldrsb    r1, [%[w], #1]\n\t"
+        "ldrsb    r2, [%[w], #2]\n\t"
+        "ldrsb    r3, [%[w], #3]\n\t"
+        "add      %[w], %[w], %[C]\n\t"
+        "ldr      r0, [%[t], r0, lsl #2]\n\t"
+        "ldr      r1, [%[t], r1, lsl #2]\n\t"
+        "ldr      r2, [%[t], r2, lsl #2]\n\t"
+        "ldr      r3, [%[t], r3, lsl #2]\n\t"
+        "stmia    %[ws]!, {r0-r3}\n\t"
         "3:\n\t"
-        : [w] "+r"(w), [ws] "+r"(ws), [n] "+r"(n), [v] "=&r"(v), [a] "=&r"(a), [b] "=&r"(b)
-        : [C] "r"(C)
-        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7");
+        : [w] "+&r"(w), [ws] "+&r"(ws), [n] "+&r"(n) /* &: written before C, t are read */
+        : [C] "r"(C), [t] "r"(t)
+        : "cc", "memory", "r0", "r1", "r2", "r3");
 #else
     for (int32_t q = 0; q < n; q++, w += C, ws += 4) {
         for (int32_t k = 0; k < 4; k++) ws[k] = (float)w[k];
@@ -829,162 +985,127 @@ static inline void tt_g_d1x1_convert(const int8_t *w, int32_t C, float *ws, int3
 #endif
 }
 
-/* A 4 x 4 tile: acc[k][j] = src[k ss + j], then for q = 0..n-1 (n >= 1)
- * acc[k][j] = acc[k][j] + g[q gs + j] * ws[4q + k]; dst[k ds + j] = acc[k][j]. */
+/* A 4 x 4 tile: acc[k][j] = src[k ss + j] (ss == 0: src is the 16 zero floats of the
+ * scratch, loaded by one VLDM), then for q = 0..n-1 (n >= 1)
+ * acc[k][j] = acc[k][j] + g[q gs + j] * ws[4q + k]; dst[k ds + j] = acc[k][j].
+ * Assembly: the 16 sums in s0-s15; o by 12 per loop iteration, in groups of 3 outputs whose
+ * 12 weights come by one VLDM (16 VMLA per VLDM of a g row); the rest by 6, 3, then 2 or 1. */
+#if TT_QGRAD_ASM
+/* one output q: its g row in s16-s19 times its 4 weights in s20-s23 (WB 20), s24-s27
+ * (24) or s28-s31 (28) */
+#define TT_G_D1X1_O20 \
+    "vldm     %[g], {s16-s19}\n\t" \
+    "add      %[g], %[g], %[gs]\n\t" \
+    "vmla.f32 s0, s16, s20\n\t" \
+    "vmla.f32 s1, s17, s20\n\t" \
+    "vmla.f32 s2, s18, s20\n\t" \
+    "vmla.f32 s3, s19, s20\n\t" \
+    "vmla.f32 s4, s16, s21\n\t" \
+    "vmla.f32 s5, s17, s21\n\t" \
+    "vmla.f32 s6, s18, s21\n\t" \
+    "vmla.f32 s7, s19, s21\n\t" \
+    "vmla.f32 s8, s16, s22\n\t" \
+    "vmla.f32 s9, s17, s22\n\t" \
+    "vmla.f32 s10, s18, s22\n\t" \
+    "vmla.f32 s11, s19, s22\n\t" \
+    "vmla.f32 s12, s16, s23\n\t" \
+    "vmla.f32 s13, s17, s23\n\t" \
+    "vmla.f32 s14, s18, s23\n\t" \
+    "vmla.f32 s15, s19, s23\n\t"
+#define TT_G_D1X1_O24 \
+    "vldm     %[g], {s16-s19}\n\t" \
+    "add      %[g], %[g], %[gs]\n\t" \
+    "vmla.f32 s0, s16, s24\n\t" \
+    "vmla.f32 s1, s17, s24\n\t" \
+    "vmla.f32 s2, s18, s24\n\t" \
+    "vmla.f32 s3, s19, s24\n\t" \
+    "vmla.f32 s4, s16, s25\n\t" \
+    "vmla.f32 s5, s17, s25\n\t" \
+    "vmla.f32 s6, s18, s25\n\t" \
+    "vmla.f32 s7, s19, s25\n\t" \
+    "vmla.f32 s8, s16, s26\n\t" \
+    "vmla.f32 s9, s17, s26\n\t" \
+    "vmla.f32 s10, s18, s26\n\t" \
+    "vmla.f32 s11, s19, s26\n\t" \
+    "vmla.f32 s12, s16, s27\n\t" \
+    "vmla.f32 s13, s17, s27\n\t" \
+    "vmla.f32 s14, s18, s27\n\t" \
+    "vmla.f32 s15, s19, s27\n\t"
+#define TT_G_D1X1_O28 \
+    "vldm     %[g], {s16-s19}\n\t" \
+    "add      %[g], %[g], %[gs]\n\t" \
+    "vmla.f32 s0, s16, s28\n\t" \
+    "vmla.f32 s1, s17, s28\n\t" \
+    "vmla.f32 s2, s18, s28\n\t" \
+    "vmla.f32 s3, s19, s28\n\t" \
+    "vmla.f32 s4, s16, s29\n\t" \
+    "vmla.f32 s5, s17, s29\n\t" \
+    "vmla.f32 s6, s18, s29\n\t" \
+    "vmla.f32 s7, s19, s29\n\t" \
+    "vmla.f32 s8, s16, s30\n\t" \
+    "vmla.f32 s9, s17, s30\n\t" \
+    "vmla.f32 s10, s18, s30\n\t" \
+    "vmla.f32 s11, s19, s30\n\t" \
+    "vmla.f32 s12, s16, s31\n\t" \
+    "vmla.f32 s13, s17, s31\n\t" \
+    "vmla.f32 s14, s18, s31\n\t" \
+    "vmla.f32 s15, s19, s31\n\t"
+/* three / two / one outputs: their weights by one VLDM, then each output's g row */
+#define TT_G_D1X1_O3 \
+    "vldmia   %[w]!, {s20-s31}\n\t" \
+    TT_G_D1X1_O20 TT_G_D1X1_O24 TT_G_D1X1_O28
+#define TT_G_D1X1_O2 \
+    "vldmia   %[w]!, {s20-s27}\n\t" \
+    TT_G_D1X1_O20 TT_G_D1X1_O24
+#define TT_G_D1X1_O1 \
+    "vldmia   %[w]!, {s20-s23}\n\t" \
+    TT_G_D1X1_O20
+#endif
 static inline void tt_g_d1x1_4x4(const float *src, int32_t ss, float *dst, int32_t ds,
                                  const float *g, int32_t gs, const float *ws, int32_t n)
 {
 #if TT_QGRAD_ASM
     __asm__ volatile(
+        "cmp      %[ss], #0\n\t"
+        "bne      5f\n\t"
+        "vldm     %[s], {s0-s15}\n\t"
+        "b        6f\n"
+        "5:\n\t"
         "vldm     %[s], {s0-s3}\n\t"
         "add      %[s], %[s], %[ss]\n\t"
         "vldm     %[s], {s4-s7}\n\t"
         "add      %[s], %[s], %[ss]\n\t"
         "vldm     %[s], {s8-s11}\n\t"
         "add      %[s], %[s], %[ss]\n\t"
-        "vldm     %[s], {s12-s15}\n\t"
-        "subs     %[n], %[n], #4\n\t"
+        "vldm     %[s], {s12-s15}\n"
+        "6:\n\t"
+        "subs     %[n], %[n], #12\n\t"
         "blt      2f\n"
         "1:\n\t"
-        "vldm     %[g], {s16-s19}\n\t"
-        "add      %[g], %[g], %[gs]\n\t"
-        "vldmia   %[w]!, {s20-s27}\n\t"
-        "vldm     %[g], {s28-s31}\n\t"
-        "add      %[g], %[g], %[gs]\n\t"
-        "vmla.f32 s0, s16, s20\n\t"
-        "vmla.f32 s1, s17, s20\n\t"
-        "vmla.f32 s2, s18, s20\n\t"
-        "vmla.f32 s3, s19, s20\n\t"
-        "vmla.f32 s4, s16, s21\n\t"
-        "vmla.f32 s5, s17, s21\n\t"
-        "vmla.f32 s6, s18, s21\n\t"
-        "vmla.f32 s7, s19, s21\n\t"
-        "vmla.f32 s8, s16, s22\n\t"
-        "vmla.f32 s9, s17, s22\n\t"
-        "vmla.f32 s10, s18, s22\n\t"
-        "vmla.f32 s11, s19, s22\n\t"
-        "vmla.f32 s12, s16, s23\n\t"
-        "vmla.f32 s13, s17, s23\n\t"
-        "vmla.f32 s14, s18, s23\n\t"
-        "vmla.f32 s15, s19, s23\n\t"
-        "vmla.f32 s0, s28, s24\n\t"
-        "vmla.f32 s1, s29, s24\n\t"
-        "vmla.f32 s2, s30, s24\n\t"
-        "vmla.f32 s3, s31, s24\n\t"
-        "vmla.f32 s4, s28, s25\n\t"
-        "vmla.f32 s5, s29, s25\n\t"
-        "vmla.f32 s6, s30, s25\n\t"
-        "vmla.f32 s7, s31, s25\n\t"
-        "vmla.f32 s8, s28, s26\n\t"
-        "vmla.f32 s9, s29, s26\n\t"
-        "vmla.f32 s10, s30, s26\n\t"
-        "vmla.f32 s11, s31, s26\n\t"
-        "vmla.f32 s12, s28, s27\n\t"
-        "vmla.f32 s13, s29, s27\n\t"
-        "vmla.f32 s14, s30, s27\n\t"
-        "vmla.f32 s15, s31, s27\n\t"
-        "vldm     %[g], {s16-s19}\n\t"
-        "add      %[g], %[g], %[gs]\n\t"
-        "vldmia   %[w]!, {s20-s27}\n\t"
-        "vldm     %[g], {s28-s31}\n\t"
-        "add      %[g], %[g], %[gs]\n\t"
-        "vmla.f32 s0, s16, s20\n\t"
-        "vmla.f32 s1, s17, s20\n\t"
-        "vmla.f32 s2, s18, s20\n\t"
-        "vmla.f32 s3, s19, s20\n\t"
-        "vmla.f32 s4, s16, s21\n\t"
-        "vmla.f32 s5, s17, s21\n\t"
-        "vmla.f32 s6, s18, s21\n\t"
-        "vmla.f32 s7, s19, s21\n\t"
-        "vmla.f32 s8, s16, s22\n\t"
-        "vmla.f32 s9, s17, s22\n\t"
-        "vmla.f32 s10, s18, s22\n\t"
-        "vmla.f32 s11, s19, s22\n\t"
-        "vmla.f32 s12, s16, s23\n\t"
-        "vmla.f32 s13, s17, s23\n\t"
-        "vmla.f32 s14, s18, s23\n\t"
-        "vmla.f32 s15, s19, s23\n\t"
-        "vmla.f32 s0, s28, s24\n\t"
-        "vmla.f32 s1, s29, s24\n\t"
-        "vmla.f32 s2, s30, s24\n\t"
-        "vmla.f32 s3, s31, s24\n\t"
-        "vmla.f32 s4, s28, s25\n\t"
-        "vmla.f32 s5, s29, s25\n\t"
-        "vmla.f32 s6, s30, s25\n\t"
-        "vmla.f32 s7, s31, s25\n\t"
-        "vmla.f32 s8, s28, s26\n\t"
-        "vmla.f32 s9, s29, s26\n\t"
-        "vmla.f32 s10, s30, s26\n\t"
-        "vmla.f32 s11, s31, s26\n\t"
-        "vmla.f32 s12, s28, s27\n\t"
-        "vmla.f32 s13, s29, s27\n\t"
-        "vmla.f32 s14, s30, s27\n\t"
-        "vmla.f32 s15, s31, s27\n\t"
-        "subs     %[n], %[n], #4\n\t"
+        TT_G_D1X1_O3 TT_G_D1X1_O3 TT_G_D1X1_O3 TT_G_D1X1_O3
+        "subs     %[n], %[n], #12\n\t"
         "bge      1b\n"
         "2:\n\t"
-        "adds     %[n], %[n], #4\n\t"
-        "cmp      %[n], #2\n\t"
-        "blt      4f\n\t"
-        "vldm     %[g], {s16-s19}\n\t"
-        "add      %[g], %[g], %[gs]\n\t"
-        "vldmia   %[w]!, {s20-s27}\n\t"
-        "vldm     %[g], {s28-s31}\n\t"
-        "add      %[g], %[g], %[gs]\n\t"
-        "vmla.f32 s0, s16, s20\n\t"
-        "vmla.f32 s1, s17, s20\n\t"
-        "vmla.f32 s2, s18, s20\n\t"
-        "vmla.f32 s3, s19, s20\n\t"
-        "vmla.f32 s4, s16, s21\n\t"
-        "vmla.f32 s5, s17, s21\n\t"
-        "vmla.f32 s6, s18, s21\n\t"
-        "vmla.f32 s7, s19, s21\n\t"
-        "vmla.f32 s8, s16, s22\n\t"
-        "vmla.f32 s9, s17, s22\n\t"
-        "vmla.f32 s10, s18, s22\n\t"
-        "vmla.f32 s11, s19, s22\n\t"
-        "vmla.f32 s12, s16, s23\n\t"
-        "vmla.f32 s13, s17, s23\n\t"
-        "vmla.f32 s14, s18, s23\n\t"
-        "vmla.f32 s15, s19, s23\n\t"
-        "vmla.f32 s0, s28, s24\n\t"
-        "vmla.f32 s1, s29, s24\n\t"
-        "vmla.f32 s2, s30, s24\n\t"
-        "vmla.f32 s3, s31, s24\n\t"
-        "vmla.f32 s4, s28, s25\n\t"
-        "vmla.f32 s5, s29, s25\n\t"
-        "vmla.f32 s6, s30, s25\n\t"
-        "vmla.f32 s7, s31, s25\n\t"
-        "vmla.f32 s8, s28, s26\n\t"
-        "vmla.f32 s9, s29, s26\n\t"
-        "vmla.f32 s10, s30, s26\n\t"
-        "vmla.f32 s11, s31, s26\n\t"
-        "vmla.f32 s12, s28, s27\n\t"
-        "vmla.f32 s13, s29, s27\n\t"
-        "vmla.f32 s14, s30, s27\n\t"
-        "vmla.f32 s15, s31, s27\n\t"
-        "subs     %[n], %[n], #2\n"
-        "4:\n\t"
-        "cmp      %[n], #0\n\t"
+        "adds     %[n], %[n], #12\n\t"
         "beq      3f\n\t"
-        "vldm     %[g], {s16-s19}\n\t"
-        "vldmia   %[w]!, {s20-s23}\n\t"
-        "vmla.f32 s0, s16, s20\n\t"
-        "vmla.f32 s1, s17, s20\n\t"
-        "vmla.f32 s2, s18, s20\n\t"
-        "vmla.f32 s3, s19, s20\n\t"
-        "vmla.f32 s4, s16, s21\n\t"
-        "vmla.f32 s5, s17, s21\n\t"
-        "vmla.f32 s6, s18, s21\n\t"
-        "vmla.f32 s7, s19, s21\n\t"
-        "vmla.f32 s8, s16, s22\n\t"
-        "vmla.f32 s9, s17, s22\n\t"
-        "vmla.f32 s10, s18, s22\n\t"
-        "vmla.f32 s11, s19, s22\n\t"
-        "vmla.f32 s12, s16, s23\n\t"
-        "vmla.f32 s13, s17, s23\n\t"
-        "vmla.f32 s14, s18, s23\n\t"
-        "vmla.f32 s15, s19, s23\n\t"
+        "cmp      %[n], #6\n\t"
+        "blt      7f\n\t"
+        TT_G_D1X1_O3 TT_G_D1X1_O3
+        "subs     %[n], %[n], #6\n"
+        "7:\n\t"
+        "cmp      %[n], #3\n\t"
+        "blt      4f\n\t"
+        TT_G_D1X1_O3
+        "subs     %[n], %[n], #3\n"
+        "4:\n\t"
+        "cmp      %[n], #2\n\t"
+        "beq      8f\n\t"
+        "cmp      %[n], #1\n\t"
+        "bne      3f\n\t"
+        TT_G_D1X1_O1
+        "b        3f\n"
+        "8:\n\t"
+        TT_G_D1X1_O2
         "3:\n\t"
         "vstm     %[d], {s0-s3}\n\t"
         "add      %[d], %[d], %[ds]\n\t"
@@ -993,7 +1114,7 @@ static inline void tt_g_d1x1_4x4(const float *src, int32_t ss, float *dst, int32
         "vstm     %[d], {s8-s11}\n\t"
         "add      %[d], %[d], %[ds]\n\t"
         "vstm     %[d], {s12-s15}\n\t"
-        : [s] "+r"(src), [d] "+r"(dst), [g] "+r"(g), [w] "+r"(ws), [n] "+r"(n)
+        : [s] "+&r"(src), [d] "+&r"(dst), [g] "+&r"(g), [w] "+&r"(ws), [n] "+&r"(n)
         : [ss] "r"(ss * 4), [ds] "r"(ds * 4), [gs] "r"(gs * 4)
         : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10",
           "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22",
@@ -1062,7 +1183,7 @@ static inline void tt_g_d1x1_4x1(const float *src, int32_t ss, float *dst, int32
         "vstr     s2, [%[d]]\n\t"
         "add      %[d], %[d], %[ds]\n\t"
         "vstr     s3, [%[d]]\n\t"
-        : [s] "+r"(src), [d] "+r"(dst), [g] "+r"(g), [w] "+r"(ws), [n] "+r"(n)
+        : [s] "+&r"(src), [d] "+&r"(dst), [g] "+&r"(g), [w] "+&r"(ws), [n] "+&r"(n)
         : [ss] "r"(ss * 4), [ds] "r"(ds * 4), [gs] "r"(gs * 4)
         : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s8", "s9", "s10", "s11", "s12",
           "s13", "s14", "s15");
@@ -1088,7 +1209,7 @@ static inline void tt_qgrad_data_1x1(const float *g, const int8_t *w, float *dx,
                 for (int32_t o = 0; o < O; o++) {
                     float gv = g[o * P + p], wf = (float)w[o * C + c];
 #if TT_QGRAD_ASM
-                    __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(gv), "t"(wf));
+                    __asm__("vmla.f32 %0, %1, %2" : "+&t"(acc) : "t"(gv), "t"(wf));
 #else
                     acc = acc + gv * wf;
 #endif
@@ -1171,10 +1292,12 @@ static inline void tt_g_apply(int32_t mode, float acc, float factor, float lr, c
  * converted once per 8 channels and tap and serves all rows; beyond, once per pair of rows. */
 #define TT_QGRAD_WU_PIX 64
 /* Scratch bytes of tt_qgrad_update_* for a conv with P output pixels (groups = 1), or for a
- * depthwise 3x3 conv of width W and padding pad_w. */
+ * depthwise 3x3 (k x k) conv of width W and padding pad_w. */
 #define TT_QGRAD_UPDATE_SCRATCH(P) \
     (4 * TT_QGRAD_WG_CH * ((P) < TT_QGRAD_WU_PIX ? (P) : TT_QGRAD_WU_PIX))
 #define TT_QGRAD_UPDATE_DW3X3_SCRATCH(W, pad_w) TT_QGRAD_WEIGHT_DW3X3_SCRATCH(W, pad_w)
+/* depthwise k x k (k = 5, 7) */
+#define TT_QGRAD_UPDATE_DWK_SCRATCH(W, k, pad_w) TT_QGRAD_WEIGHT_DWK_SCRATCH(W, k, pad_w)
 
 /* groups = 1: every weight element's sum over the output pixels in order (+0.0f first; the
  * padding as g * 0.0f), then its update. Output-stationary: 8 channels of two rows in
@@ -1239,11 +1362,12 @@ static inline void tt_g_update_rest(const void *w, void *w_new, int32_t mode, in
 }
 
 /* The fused update of a conv's int8 weight (or its fp32 master): groups = 1, any kernel, or
- * depthwise 3x3 (groups = C = O, stride 1 or 2). x int8 (1, C, H, W), g float (1, O, Ho, Wo);
- * w / w_new int8 (O, C / groups, kh, kw) (master: float (rows, ...)); factor float (rows,);
- * counter: the stochastic rounding's step counter (else unused). w_new may be w (in place:
- * each element is read before its own write, never after). scratch: TT_QGRAD_UPDATE_SCRATCH(P)
- * or TT_QGRAD_UPDATE_DW3X3_SCRATCH(W, pad_w) bytes. */
+ * depthwise 3x3 / 5x5 / 7x7 (groups = C = O, stride 1 or 2; 5x5 / 7x7: padding <= (k - 1) / 2).
+ * x int8 (1, C, H, W), g float (1, O, Ho, Wo); w / w_new int8 (O, C / groups, kh, kw) (master:
+ * float (rows, ...)); factor float (rows,); counter: the stochastic rounding's step counter
+ * (else unused). w_new may be w (in place: each element is read before its own write, never
+ * after). scratch: TT_QGRAD_UPDATE_SCRATCH(P), TT_QGRAD_UPDATE_DW3X3_SCRATCH(W, pad_w) or
+ * TT_QGRAD_UPDATE_DWK_SCRATCH(W, k, pad_w) bytes. */
 static inline void tt_g_update(const int8_t *x, const float *g, const void *w,
                                const float *factor, const int32_t *counter, void *w_new,
                                int32_t C, int32_t H, int32_t W, int32_t O, int32_t rows,
@@ -1259,16 +1383,22 @@ static inline void tt_g_update(const int8_t *x, const float *g, const void *w,
         tt_g_update_rest(w, w_new, mode, O, rows, C * kh * kw);
         return;
     }
-    int32_t Ho = (H + 2 * pad_h - 3) / stride + 1, Wo = (W + 2 * pad_w - 3) / stride + 1;
+    int32_t Ho = (H + 2 * pad_h - kh) / stride + 1, Wo = (W + 2 * pad_w - kw) / stride + 1;
+    int32_t taps = kh * kw;
     for (int32_t c = 0; c < rows; c++) {
-        float sums[9];
-        tt_g_dw3x3_sums(x + c * H * W, g + c * Ho * Wo, H, W, stride, pad_h, pad_w, x_zero,
-                        (float *)scratch, sums);
-        for (int32_t k = 0; k < 9; k++) {
-            tt_g_apply(mode, sums[k], factor[c], lr, w, w_new, 9 * c + k, counter_salt);
+        float sums[TT_QGRAD_DWK_MAX * TT_QGRAD_DWK_MAX];
+        if (kh == 3) {
+            tt_g_dw3x3_sums(x + c * H * W, g + c * Ho * Wo, H, W, stride, pad_h, pad_w, x_zero,
+                            (float *)scratch, sums);
+        } else {
+            tt_g_dwk_sums(x + c * H * W, g + c * Ho * Wo, H, W, kh, stride, pad_h, pad_w,
+                          x_zero, (float *)scratch, sums);
+        }
+        for (int32_t k = 0; k < taps; k++) {
+            tt_g_apply(mode, sums[k], factor[c], lr, w, w_new, taps * c + k, counter_salt);
         }
     }
-    tt_g_update_rest(w, w_new, mode, O, rows, 9);
+    tt_g_update_rest(w, w_new, mode, O, rows, taps);
 }
 
 /* The three entry points, one per rounding (their buffers are the naive kernels'). */
@@ -1319,6 +1449,17 @@ static inline void tt_qgrad_data_dw3x3_inplace(const float *g, const int8_t *w, 
         tt_qgrad_data_dw3x3(g + c * P, w + 9 * c, (float *)plane, 1, H, W, 1, pad_h, pad_w);
         memcpy(dx + c * P, plane, (size_t)P * sizeof(float));
     }
+}
+
+/* dx of a stride-1, same-size depthwise k x k conv (k = 5, 7; padding (k - 1) / 2) where dx
+ * may be g itself: tt_qgrad_data_dwk copies each g row into its ring of padded rows before
+ * the dx row over it is written (see there), so no plane is needed.
+ * scratch: TT_QGRAD_DATA_DWK_SCRATCH(W, k, 1, pad_w) bytes. */
+static inline void tt_qgrad_data_dwk_inplace(const float *g, const int8_t *w, float *dx,
+                                             int32_t C, int32_t H, int32_t W, int32_t k,
+                                             int32_t pad_h, int32_t pad_w, void *scratch)
+{
+    tt_qgrad_data_dwk(g, w, dx, C, H, W, k, 1, pad_h, pad_w, scratch);
 }
 
 #endif /* TT_QGRAD_H */

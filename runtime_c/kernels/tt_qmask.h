@@ -75,7 +75,7 @@ static inline void tt_qmask_pack(const int8_t *y, uint8_t *mask, int32_t N)
             "strb    %[a], [%[m]], #1\n\t"
             "subs    %[n], %[n], #1\n\t"
             "bne     1b\n\t"
-            : [y] "+r"(y), [m] "+r"(mask), [n] "+r"(blocks), [a] "=&r"(a), [b] "=&r"(b),
+            : [y] "+&r"(y), [m] "+&r"(mask), [n] "+&r"(blocks), [a] "=&r"(a), [b] "=&r"(b),
               [t] "=&r"(t)
             : [c81] "r"(0x81818181u), [c02] "r"(0x02020202u), [lo] "r"(0x08040201u),
               [hi] "r"(0x80402010u), [zero] "r"(0u)
@@ -135,7 +135,7 @@ static inline void tt_qm_bits8(const uint8_t *m, uint32_t r, const float *g, flo
                      TT_QM_SEL_BITS "vstmia   %[o]!, {s0-s7}\n\t"                          \
                      "subs     %[n], %[n], #1\n\t"                                         \
                      "bne      1b\n\t"                                                     \
-                     : [m] "+r"(m), [g] "+r"(g), [o] "+r"(out), [n] "+r"(nb), [b] "=&r"(b)  \
+                     : [m] "+&r"(m), [g] "+&r"(g), [o] "+&r"(out), [n] "+&r"(nb), [b] "=&r"(b)  \
                      : [r] "r"(r), [s] "t"(s), [d] "t"(d), [z] "t"(z)                      \
                      : TT_QM_CLOBBER)
 #define TT_QM_BYTE "ldrb     %[b], [%[m]], #1\n\t"
@@ -177,7 +177,7 @@ static inline void tt_qm_s8x8(const int8_t *y, const float *g, float *out, float
                      "vstmia   %[o]!, {s0-s7}\n\t"                                          \
                      "subs     %[n], %[n], #1\n\t"                                          \
                      "bne      1b\n\t"                                                      \
-                     : [y] "+r"(y), [g] "+r"(g), [o] "+r"(out), [n] "+r"(nb), [a] "=&r"(a), \
+                     : [y] "+&r"(y), [g] "+&r"(g), [o] "+&r"(out), [n] "+&r"(nb), [a] "=&r"(a), \
                        [b] "=&r"(b)                                                         \
                      : [c81] "r"(0x81818181u), [s] "t"(s), [d] "t"(d), [z] "t"(z)           \
                      : TT_QM_CLOBBER)

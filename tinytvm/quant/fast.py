@@ -14,14 +14,17 @@ Coverage (everything else keeps its naive ``qops`` kernel):
 - ``qconv2d`` with groups = 1, any kernel, stride and padding -> ``tt_qconv_im2col``
   (1x1 pointwise convs take a 4x4 SIMD transpose fast path);
 - ``qconv2d`` depthwise (groups = C = O) 3x3, stride 1 or 2, any padding -> ``tt_qconv_dw3x3``;
+  5x5 and 7x7 -> ``tt_qconv_dwk``;
 - ``qclassifier`` with int8 logits -> ``tt_qconv_im2col`` over a 1x1 input;
 - ``qexpand_depthwise`` (fuse_expand.py), depthwise k x k with k <= 7 -> ``tt_qconv_expand_dw``;
-- ``weight_grad_update`` (qupdate.py), groups = 1 or depthwise 3x3 -> ``tt_qgrad_update_*``;
+- ``weight_grad_update`` (qupdate.py), groups = 1 or depthwise 3x3 / 5x5 / 7x7 ->
+  ``tt_qgrad_update_*``;
 - the ``qgrad`` backward kernels -> ``tt_qgrad.h`` (see below);
 - ``pack_mask``, the masked accumulator gradient and the ``qadd`` gradients (masked or not)
   -> ``tt_qmask.h`` (``tt_qmask_*``);
-- the in-place depthwise kernels (inplace.py): forward 3x3 -> ``tt_qconv_dw3x3`` (in place as
-  it is), stride-1 data gradient -> ``tt_qgrad_data_dw3x3_inplace``.
+- the in-place depthwise kernels (inplace.py): forward 3x3 / 5x5 / 7x7 -> ``tt_qconv_dw3x3`` /
+  ``tt_qconv_dwk`` (in place as they are), stride-1 data gradient ->
+  ``tt_qgrad_data_dw3x3_inplace`` / ``tt_qgrad_data_dwk_inplace`` (5x5 / 7x7).
 
 Requires: a module whose conv kernels come from ``qops`` (``"tt.op"`` attributes).
 Guarantees: every ``call_tir`` computes the same bits as before (tests/test_fast_kernels.py);
@@ -42,7 +45,8 @@ from .inplace import INPLACE_ATTR
 from .qops import ConvGeometry, qclassifier, qconv2d, tt_op
 
 HEADER = "tt_qconv.h"
-IM2COL, DW3X3 = "tt_qconv_im2col", "tt_qconv_dw3x3"
+IM2COL, DW3X3, DWK = "tt_qconv_im2col", "tt_qconv_dw3x3", "tt_qconv_dwk"
+DWK_SIZES = (5, 7)  # the depthwise kernel sizes of tt_qconv_dwk (3x3: tt_qconv_dw3x3)
 GRAD_HEADER = "tt_qgrad.h"
 ACC_S8, ACC_F32, BIAS = "tt_qgrad_acc_s8", "tt_qgrad_acc_f32", "tt_qgrad_bias"
 # tt_qmask.h: the mask-testing element-wise kernels (pack_mask and the masked / qadd gradients)
@@ -51,6 +55,10 @@ ADD_MASKED, ADD_S8 = "tt_qmask_add", "tt_qmask_add_s8"
 WEIGHT, WEIGHT_DW3X3 = "tt_qgrad_weight", "tt_qgrad_weight_dw3x3"
 DATA, DATA_DW3X3 = "tt_qgrad_data", "tt_qgrad_data_dw3x3"
 DATA_DW3X3_INPLACE = "tt_qgrad_data_dw3x3_inplace"
+# depthwise k x k backward, k = 5, 7 (tt_qgrad_dw.h, generated)
+WEIGHT_DWK, DATA_DWK = "tt_qgrad_weight_dwk", "tt_qgrad_data_dwk"
+DATA_DWK_INPLACE = "tt_qgrad_data_dwk_inplace"
+DWK_KERNELS = (5, 7)
 DATA_1X1, DATA_1X1_OCH = "tt_qgrad_data_1x1", 120  # TT_QGRAD_D1X1_OCH
 WEIGHT_PIX = 64  # TT_QGRAD_WG_PIX: TT_QGRAD_WEIGHT_SCRATCH(P) = 4 * 8 * min(P, 64) bytes
 EXPAND_DW = "tt_qconv_expand_dw"
@@ -75,12 +83,23 @@ def dw3x3_scratch_bytes(g: ConvGeometry) -> int:
     return 6 * ((g.in_hw[1] + 2 * g.padding[1] + 3) // 2 * 2)
 
 
+def dwk_scratch_bytes(g: ConvGeometry) -> int:
+    """TT_QCONV_DWK_SCRATCH(W, k, pad_w): one channel's packed weights (2 k (k + 1) / 2 words)
+    and a ring of k padded int16 rows of (W + 2 pad_w + 8) // 2 * 2 (slack for a last group of
+    4 outputs)."""
+    k = g.kernel[0]
+    return 8 * k * ((k + 1) // 2) + 2 * k * ((g.in_hw[1] + 2 * g.padding[1] + 8) // 2 * 2)
+
+
 def fast_kernel_name(g: ConvGeometry) -> str | None:
     """The micro-kernel that computes this conv, or None if none does."""
     if g.groups == 1:
         return IM2COL
-    if g.groups == g.in_channels == g.out_channels and g.kernel == (3, 3) and g.stride in (1, 2):
-        return DW3X3
+    if g.groups == g.in_channels == g.out_channels and g.stride in (1, 2):
+        if g.kernel == (3, 3):
+            return DW3X3
+        if g.kernel[0] == g.kernel[1] and g.kernel[0] in DWK_SIZES:
+            return DWK
     return None
 
 
@@ -90,7 +109,8 @@ def qconv2d_fast(x_shape, w_shape, *, stride: int = 1, padding=0, groups: int = 
     Raises ValueError for a conv no micro-kernel covers (see ``fast_kernel_name``)."""
     g = ConvGeometry.of(x_shape, w_shape, stride, padding, groups)
     if fast_kernel_name(g) is None:
-        raise ValueError(f"no fast kernel for {g}: groups=1 convs and 3x3 depthwise only")
+        raise ValueError(f"no fast kernel for {g}: groups=1 convs and 3x3 / 5x5 / 7x7 "
+                         "depthwise only")
     naive = qconv2d(x_shape, w_shape, stride=stride, padding=padding, groups=groups,
                     x_zero=x_zero, y_zero=y_zero)
     return _fast(g, int(x_zero), int(y_zero), False, naive)
@@ -112,6 +132,9 @@ def _fast(g: ConvGeometry, x_zero: int, y_zero: int, flat: bool,
     if name == IM2COL:
         words = im2col_scratch_bytes(g) // 4
         shape_args = (c, h, w, o, kh, kw, s, ph, pw, x_zero, y_zero)
+    elif name == DWK:
+        words = dwk_scratch_bytes(g) // 4
+        shape_args = (c, h, w, kh, s, ph, pw, x_zero, y_zero)
     else:
         words = dw3x3_scratch_bytes(g) // 4
         shape_args = (c, h, w, s, ph, pw, x_zero, y_zero)
@@ -174,22 +197,31 @@ def fast_version(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
 
 def _fast_inplace(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     """An in-place depthwise kernel (inplace.py) by a micro-kernel that may run in place too.
-    ``tt_qconv_dw3x3`` copies each input row into its ring of int16 rows before it writes the
-    output row that lands on it (rows out <= rows in, padding <= 1), so it needs no plane; the
-    data gradient goes through the one-channel plane (``tt_qgrad_data_dw3x3_inplace``)."""
+    ``tt_qconv_dw3x3`` / ``tt_qconv_dwk`` (k x k, k = 3 / 5, 7) copy each input row into their
+    ring of k int16 rows before they write the output row that lands on it, so they need no
+    plane: output row oy ends (oy + 1) Wo bytes into the channel, the rows not yet copied start
+    at row oy stride + k - pad_h, and with padding <= (k - 1) / 2, rows out <= rows in and
+    Wo <= W (tt_qconv.h, above tt_qconv_dwk); the data gradient goes through the one-channel
+    plane (``tt_qgrad_data_dw3x3_inplace``), 5x5 / 7x7 through the ring of padded g rows of
+    ``tt_qgrad_data_dwk`` (``tt_qgrad_data_dwk_inplace``: each g row copied before the dx
+    row over it is written)."""
     a = func.attrs
     if tt_op(func) == "qconv2d":
         x, w, *_ = func.params
         g = ConvGeometry.of_kernel(a, _shape(x), _shape(w))
-        if fast_kernel_name(g) != DW3X3 or max(g.padding) > 1:
-            return None
+        if fast_kernel_name(g) not in (DW3X3, DWK) or max(g.padding) > (g.kernel[0] - 1) // 2:
+            return None  # a larger padding could write an output row over a row not yet copied
         return _fast(g, int(a["tt.x_zero"]), int(a["tt.y_zero"]), False, func)
     if tt_op(func) == "qconv2d_data_grad":
         g_acc, weight, dx = func.params
         g = _geometry(func, _shape(dx), _shape(g_acc)[1], _shape(weight)[1:])
+        (h, w), (ph, pw) = g.in_hw, g.padding
+        if _dwk(g) and g.stride == 1 and g.out_hw == g.in_hw:
+            # k x k: no plane, the ring of padded g rows of tt_qgrad_data_dwk (in place as is)
+            args = (g.in_channels, h, w, g.kernel[0], ph, pw)
+            return _extern(func, DATA_DWK_INPLACE, args, data_dwk_scratch_bytes(g))
         if not _dw3x3(g) or g.stride != 1:
             return None
-        (h, w), (ph, pw) = g.in_hw, g.padding
         return _extern(func, DATA_DW3X3_INPLACE, (g.in_channels, h, w, ph, pw), 4 * h * w)
     return None
 
@@ -202,18 +234,39 @@ def _dw3x3(g: ConvGeometry) -> bool:
             and g.stride in (1, 2))
 
 
+def _dwk(g: ConvGeometry) -> bool:
+    """Depthwise k x k, k = 5 or 7, stride 1 or 2, padding <= (k - 1) / 2."""
+    k = g.kernel[0]
+    return (g.groups == g.in_channels == g.out_channels and g.kernel == (k, k)
+            and k in DWK_KERNELS and g.stride in (1, 2) and max(g.padding) <= (k - 1) // 2)
+
+
 def grad_kernel_name(g: ConvGeometry, op: str) -> str | None:
     """The tt_qgrad.h function computing the weight or data gradient of this conv, or None."""
     if g.groups == 1:
         return WEIGHT if op == "qconv2d_weight_grad" else DATA
     if _dw3x3(g):
         return WEIGHT_DW3X3 if op == "qconv2d_weight_grad" else DATA_DW3X3
+    if _dwk(g):
+        return WEIGHT_DWK if op == "qconv2d_weight_grad" else DATA_DWK
     return None
 
 
 def weight_dw3x3_scratch_bytes(g: ConvGeometry) -> int:
     """TT_QGRAD_WEIGHT_DW3X3_SCRATCH(W, pad_w): 3 float rows of W + 2 pad_w."""
     return 12 * (g.in_hw[1] + 2 * g.padding[1])
+
+
+def weight_dwk_scratch_bytes(g: ConvGeometry) -> int:
+    """TT_QGRAD_WEIGHT_DWK_SCRATCH(W, k, pad_w): k float rows of W + 2 pad_w."""
+    return 4 * g.kernel[1] * (g.in_hw[1] + 2 * g.padding[1])
+
+
+def data_dwk_scratch_bytes(g: ConvGeometry) -> int:
+    """TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w): k zero-padded float g rows."""
+    w, k, pw = g.in_hw[1], g.kernel[1], g.padding[1]
+    length = w + k - 1 if g.stride == 1 else (w - 1 + pw) // 2 + 1 + (k - 1) // 2
+    return 4 * k * length
 
 
 def _shape(buffer) -> tuple[int, ...]:
@@ -226,16 +279,20 @@ def _geometry(func: tirx.PrimFunc, x_shape, o: int, w_tail) -> ConvGeometry:
 
 
 def weight_grad_fast(g: ConvGeometry, x_zero: int, rows: int | None = None) -> tirx.PrimFunc:
-    """``qgrad.weight_grad`` computed by ``tt_qgrad_weight`` / ``tt_qgrad_weight_dw3x3``."""
+    """``qgrad.weight_grad`` computed by ``tt_qgrad_weight`` / ``tt_qgrad_weight_dw3x3`` /
+    ``tt_qgrad_weight_dwk``."""
     rows = g.out_channels if rows is None else rows
     naive = qgrad.weight_grad(g, x_zero, rows)
     name = grad_kernel_name(g, "qconv2d_weight_grad")
     if name is None:
-        raise ValueError(f"no fast weight gradient for {g}: groups=1 and 3x3 depthwise only")
+        raise ValueError(f"no fast weight gradient for {g}: groups=1 and 3x3 / 5x5 / 7x7 "
+                         "depthwise only")
     (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
     if name == WEIGHT:
         args = (g.in_channels, h, w, rows, kh, kw, s, ph, pw, x_zero)
         scratch = 4 * 8 * min(g.out_hw[0] * g.out_hw[1], WEIGHT_PIX)
+    elif name == WEIGHT_DWK:
+        args, scratch = (rows, h, w, kh, s, ph, pw, x_zero), weight_dwk_scratch_bytes(g)
     else:
         args, scratch = (rows, h, w, s, ph, pw, x_zero), weight_dw3x3_scratch_bytes(g)
     return _extern(naive, name, args, scratch)
@@ -243,15 +300,19 @@ def weight_grad_fast(g: ConvGeometry, x_zero: int, rows: int | None = None) -> t
 
 def data_grad_fast(g: ConvGeometry) -> tirx.PrimFunc:
     """``qgrad.data_grad`` computed by ``tt_qgrad_data`` (``tt_qgrad_data_1x1`` for a 1x1
-    stride-1 unpadded conv) / ``tt_qgrad_data_dw3x3``."""
+    stride-1 unpadded conv) / ``tt_qgrad_data_dw3x3`` / ``tt_qgrad_data_dwk``."""
     naive = qgrad.data_grad(g)
     name = grad_kernel_name(g, "qconv2d_data_grad")
     if name is None:
-        raise ValueError(f"no fast data gradient for {g}: groups=1 and 3x3 depthwise only")
+        raise ValueError(f"no fast data gradient for {g}: groups=1 and 3x3 / 5x5 / 7x7 "
+                         "depthwise only")
     (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
     if name == DATA and kh == kw == s == 1 and ph == pw == 0:  # the register-blocked gather
         scratch = 64 + 16 * min(g.out_channels, DATA_1X1_OCH)  # TT_QGRAD_DATA_1X1_SCRATCH(O)
         return _extern(naive, DATA_1X1, (g.in_channels, h * w, g.out_channels), scratch)
+    if name == DATA_DWK:
+        return _extern(naive, name, (g.in_channels, h, w, kh, s, ph, pw),
+                       data_dwk_scratch_bytes(g))
     if name == DATA:
         args = (g.in_channels, h, w, g.out_channels, kh, kw, s, ph, pw)
     else:
@@ -394,10 +455,11 @@ def _fast_expand_depthwise(func):
 
 
 def update_scratch_bytes(g: ConvGeometry) -> int:
-    """TT_QGRAD_UPDATE_SCRATCH(P) (groups = 1) or TT_QGRAD_UPDATE_DW3X3_SCRATCH(W, pad_w)."""
+    """TT_QGRAD_UPDATE_SCRATCH(P) (groups = 1), TT_QGRAD_UPDATE_DW3X3_SCRATCH(W, pad_w) or
+    TT_QGRAD_UPDATE_DWK_SCRATCH(W, k, pad_w) (depthwise 5x5 / 7x7)."""
     if g.groups == 1:
         return 4 * 8 * min(g.out_hw[0] * g.out_hw[1], UPDATE_PIX)
-    return weight_dw3x3_scratch_bytes(g)
+    return weight_dwk_scratch_bytes(g) if _dwk(g) else weight_dw3x3_scratch_bytes(g)
 
 
 def _fast_weight_grad_update(func):
@@ -408,7 +470,7 @@ def _fast_weight_grad_update(func):
     rows = _shape(factor)[0]
     o = _shape(g_acc)[1]
     geom = _geometry(func, _shape(x), o, _shape(target)[1:])
-    if geom.groups != 1 and not _dw3x3(geom):
+    if geom.groups != 1 and not _dw3x3(geom) and not _dwk(geom):
         return None
     (h, w), (kh, kw), (ph, pw) = geom.in_hw, geom.kernel, geom.padding
     rounding = str(a["tt.rounding"])
