@@ -174,6 +174,8 @@ GRAD_SHAPES = [  # (name, channels, size, out channels, kernel, stride, groups, 
     ("1x1 336->112 @4x4", 336, 4, 112, 1, 1, 1, None),
     ("1x1 336->112 @4x4 rows 14", 336, 4, 112, 1, 1, 1, 14),
     ("dw3x3 336ch @4x4", 336, 4, 336, 3, 1, 336, None),
+    ("dw5x5 96ch @16x16 (MCUNet)", 96, 16, 96, 5, 1, 96, None),
+    ("dw7x7 s2 48ch @32x32 (Proxyless)", 48, 32, 48, 7, 2, 48, None),
 ]
 
 _GRAD_MAIN = """

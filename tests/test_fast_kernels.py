@@ -1185,3 +1185,35 @@ def test_fast_mask_kernels_on_cortex_m7(tmp_path):
                           f"  if (memcmp({name}_n, {name}_f, sizeof({name}_n))) "
                           f'{{ tt_puts("MISMATCH in place {name}\\n"); bad++; }}\n')
     _run_on_m7(tmp_path, "masks", prims, data, calls)
+
+
+def test_fast_kernels_keep_the_naive_in_place_plan():
+    """tinytvm.aot writes an output over a dying same-shaped input when TVM classifies the
+    kernel element-wise; AnnotateTIROpPattern cannot see through call_extern, so the fast
+    kernels state it: the accumulator gradients, 1x1 and depthwise convs may, a 3x3 conv may
+    not. A full-update step then plans the naive build's arena plus at most the micro-kernels'
+    one-call scratch (it grew by 40 % on MbV2 when the fast kernels lost the classification)."""
+    from tinytvm.lower import elementwise_kernels
+    from tinytvm.models.int8_random import tiny_int8_model
+    from tinytvm.quant import qgrad
+    from tinytvm.quant.paper_import import paper_to_relax, with_new_head
+
+    acc = qgrad.accumulator_grad(8, (4, 4), "int8", False)
+    kernels = {"acc": acc, "acc_fast": fast_version(acc),
+               "pw": qconv2d_fast((1, 8, 6, 6), (8, 8, 1, 1)),
+               "dw": qconv2d_fast((1, 8, 6, 6), (8, 1, 3, 3), padding=1, groups=8),
+               "full": qconv2d_fast((1, 8, 6, 6), (8, 8, 3, 3), padding=1)}
+    assert elementwise_kernels(tvm.IRModule(kernels)) == {"acc", "acc_fast", "pw", "dw"}
+
+    model = tiny_int8_model(6, hw=15, blocks=3)
+    rng = np.random.default_rng(7)
+    model = with_new_head(model, rng.normal(0, 0.1, (10, model.classifier.in_channels)),
+                          rng.normal(0, 0.1, 10))
+    mod = paper_to_relax(model, logits="float32")
+    train = tinytvm.TrainConfig(lr=0.02, int8_update="stochastic")
+    naive = tinytvm.build(mod, target="host", train=train,
+                          passes=tinytvm.pipeline.default_passes(train, fast_kernels=False))
+    fast = tinytvm.build(mod, target="host", train=train)
+    scratch = max((b.size for b in fast.memory.functions[0].problem.buffers
+                   if b.end - b.start == 1), default=0)
+    assert fast.memory.functions[0].peak <= naive.memory.functions[0].peak + scratch

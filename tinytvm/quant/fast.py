@@ -37,7 +37,7 @@ import functools
 import math
 
 import tvm
-from tvm import s_tir, tirx
+from tvm import relax, s_tir, tirx
 from tvm.script import tirx as T
 
 from . import qgrad
@@ -68,6 +68,9 @@ UPDATE_PIX = 64  # TT_QGRAD_WU_PIX
 # relax's OpPatternKind.kOpaque: a call_extern body looks element-wise to AnnotateTIROpPattern,
 # which would let aot write the output over a same-shaped input (tinytvm.aot._reuse_dying_inputs)
 OPAQUE = 8
+# kBroadcast: what lower.elementwise_kernels (<= kBroadcast) lets tinytvm.aot run in place. Not
+# kElemWise = 0: AnnotateTIROpPattern keeps only a nonzero pattern, it re-analyses a 0.
+IN_PLACE_OK = 1
 
 
 def im2col_scratch_bytes(g: ConvGeometry) -> int:
@@ -139,8 +142,12 @@ def _fast(g: ConvGeometry, x_zero: int, y_zero: int, flat: bool,
         words = dw3x3_scratch_bytes(g) // 4
         shape_args = (c, h, w, s, ph, pw, x_zero, y_zero)
     attrs = {**dict(naive.attrs), "tt.fast": name}
-    if name == IM2COL and not (kh == kw == s == 1 and ph == pw == 0):
-        attrs["op_pattern"] = OPAQUE  # reads rows above a pixel after writing it: no in-place
+    # What tinytvm.aot may do (AnnotateTIROpPattern cannot see through the extern call): a 1x1
+    # or depthwise conv may write its output over a same-shaped input that dies there (the
+    # micro-kernels read a block of pixels / buffer the input rows before writing over them);
+    # other convs read rows above a pixel after writing it: no in-place.
+    pointwise = kh == kw == s == 1 and ph == pw == 0
+    attrs["op_pattern"] = IN_PLACE_OK if name != IM2COL or pointwise else OPAQUE
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(x: T.Buffer(g.x_shape, "int8"), weight: T.Buffer(g.w_shape, "int8"),
@@ -399,6 +406,15 @@ _GRADIENTS = {"qconv2d_weight_grad": _fast_weight_grad, "qconv2d_data_grad": _fa
 _IN_PLACE_SAFE = (ACC_S8, ACC_F32, ACC_MASKED, ADD_MASKED)
 
 
+def _op_pattern(func: tirx.PrimFunc) -> int:
+    """The op pattern TVM gives ``func`` (its attribute, else AnnotateTIROpPattern's verdict).
+    A fast kernel states its pattern explicitly: the analysis cannot see through call_extern."""
+    if func.attrs is not None and "op_pattern" in func.attrs:
+        return int(func.attrs["op_pattern"])
+    annotated = relax.transform.AnnotateTIROpPattern()(tvm.IRModule({"f": func}))
+    return int(annotated["f"].attrs["op_pattern"])
+
+
 @functools.cache
 def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int | float, ...],
             scratch_bytes: int, extra_attrs: tuple[tuple[str, int], ...] = ()) -> tirx.PrimFunc:
@@ -420,10 +436,11 @@ def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int | float, ...],
         body = tirx.SeqStmt([tirx.AllocBuffer(scratch[0]), body])
     body = s_tir.stmt.SBlockRealize([], True, s_tir.stmt.SBlock([], [], [], "root", body))
     attrs = {**dict(naive.attrs), "tt.fast": name, **dict(extra_attrs)}
-    if name not in _IN_PLACE_SAFE:  # the element-wise ones may run in place, no other
-        # (weight_grad_update still writes over its weight: tinytvm.aot keys that on the
-        # kernel's name, which use_fast_kernels keeps)
-        attrs["op_pattern"] = OPAQUE
+    # the element-wise ones may run in place as the naive kernel may, no other (weight_grad_update
+    # still writes over its weight: tinytvm.aot keys that on the kernel's name, which
+    # use_fast_kernels keeps)
+    in_place = name in _IN_PLACE_SAFE and _op_pattern(naive) <= IN_PLACE_OK
+    attrs["op_pattern"] = IN_PLACE_OK if in_place else OPAQUE
     fast = tirx.PrimFunc(buffers, body, ret_type=naive.ret_type,
                          attrs=tvm.ir.make_node("ir.DictAttrs", **attrs))
     _check_same_signature(fast, naive)
