@@ -196,28 +196,34 @@ static inline int8_t tt_q_requant_summed(int32_t acc_plus_bias, float scale, int
     return tt_q_round_clamp((float)acc_plus_bias * scale, y_zero);
 }
 
+/* The float part of a 4-value requantization in assembly, used by tt_q_round4 and the asm
+ * loops: a0..a3 (core registers) -> float, * %[s], rounded to int32 in the FPSCR mode
+ * (VCVTR = nearbyintf), back; two values per VMOV. Clobbers s0-s3. */
+#define TT_Q_ASM_ROUND4                                                                            \
+    "vmov          s0, s1, %[a0], %[a1]\n\t"                                                       \
+    "vmov          s2, s3, %[a2], %[a3]\n\t"                                                       \
+    "vcvt.f32.s32  s0, s0\n\t"                                                                     \
+    "vcvt.f32.s32  s1, s1\n\t"                                                                     \
+    "vcvt.f32.s32  s2, s2\n\t"                                                                     \
+    "vcvt.f32.s32  s3, s3\n\t"                                                                     \
+    "vmul.f32      s0, s0, %[s]\n\t"                                                               \
+    "vmul.f32      s1, s1, %[s]\n\t"                                                               \
+    "vmul.f32      s2, s2, %[s]\n\t"                                                               \
+    "vmul.f32      s3, s3, %[s]\n\t"                                                               \
+    "vcvtr.s32.f32 s0, s0\n\t"                                                                     \
+    "vcvtr.s32.f32 s1, s1\n\t"                                                                     \
+    "vcvtr.s32.f32 s2, s2\n\t"                                                                     \
+    "vcvtr.s32.f32 s3, s3\n\t"                                                                     \
+    "vmov          %[a0], %[a1], s0, s1\n\t"                                                       \
+    "vmov          %[a2], %[a3], s2, s3\n\t"
+
 /* a[i] = nearbyintf((float)a[i] * scale), saturated to int32 (VCVTR), for i < 4: the four
  * values move between the integer and float registers two at a time. */
 static inline __attribute__((always_inline)) void tt_q_round4(int32_t a[4], float scale)
 {
 #if TT_QCONV_DSP && defined(__ARM_FP)
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    __asm__("vmov          s0, s1, %[a0], %[a1]\n\t"
-            "vmov          s2, s3, %[a2], %[a3]\n\t"
-            "vcvt.f32.s32  s0, s0\n\t"
-            "vcvt.f32.s32  s1, s1\n\t"
-            "vcvt.f32.s32  s2, s2\n\t"
-            "vcvt.f32.s32  s3, s3\n\t"
-            "vmul.f32      s0, s0, %[s]\n\t"
-            "vmul.f32      s1, s1, %[s]\n\t"
-            "vmul.f32      s2, s2, %[s]\n\t"
-            "vmul.f32      s3, s3, %[s]\n\t"
-            "vcvtr.s32.f32 s0, s0\n\t"
-            "vcvtr.s32.f32 s1, s1\n\t"
-            "vcvtr.s32.f32 s2, s2\n\t"
-            "vcvtr.s32.f32 s3, s3\n\t"
-            "vmov          %[a0], %[a1], s0, s1\n\t"
-            "vmov          %[a2], %[a3], s2, s3\n\t"
+    __asm__(TT_Q_ASM_ROUND4
             : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3)
             : [s] "t"(scale)
             : "s0", "s1", "s2", "s3");
@@ -623,22 +629,7 @@ static inline __attribute__((always_inline)) void tt_q_dw3_s2x4(const tt_q_word 
     "smlabt %[a3], %[A], %[wb], %[a3]\n\t"
 /* requantize a0..a3 (tt_q_requant4_summed) and store them at y, y += 4 */
 #define TT_Q_DW3_ASM_REQUANT4                                                                     \
-    "vmov          s0, s1, %[a0], %[a1]\n\t"                                                      \
-    "vmov          s2, s3, %[a2], %[a3]\n\t"                                                      \
-    "vcvt.f32.s32  s0, s0\n\t"                                                                    \
-    "vcvt.f32.s32  s1, s1\n\t"                                                                    \
-    "vcvt.f32.s32  s2, s2\n\t"                                                                    \
-    "vcvt.f32.s32  s3, s3\n\t"                                                                    \
-    "vmul.f32      s0, s0, %[s]\n\t"                                                              \
-    "vmul.f32      s1, s1, %[s]\n\t"                                                              \
-    "vmul.f32      s2, s2, %[s]\n\t"                                                              \
-    "vmul.f32      s3, s3, %[s]\n\t"                                                              \
-    "vcvtr.s32.f32 s0, s0\n\t"                                                                    \
-    "vcvtr.s32.f32 s1, s1\n\t"                                                                    \
-    "vcvtr.s32.f32 s2, s2\n\t"                                                                    \
-    "vcvtr.s32.f32 s3, s3\n\t"                                                                    \
-    "vmov          %[a0], %[a1], s0, s1\n\t"                                                      \
-    "vmov          %[a2], %[a3], s2, s3\n\t"                                                      \
+    TT_Q_ASM_ROUND4                                                                                \
     "ldr    %[A], [%[wp], #28]\n\t"                                                               \
     "qadd   %[a0], %[a0], %[A]\n\t"                                                               \
     "qadd   %[a1], %[a1], %[A]\n\t"                                                               \
@@ -1024,22 +1015,7 @@ static inline __attribute__((always_inline)) void tt_q_dwk_pack(const int8_t *w,
     TT_Q_DWK_ASM_ROWS5(ROW) ROW("5", "a0", "a1", "a2", "a3") ROW("6", "a0", "a1", "a2", "a3")
 /* requantize a0..a3 (tt_q_requant4_summed), store them at yp, yp += 4, and loop */
 #define TT_Q_DWK_ASM_REQUANT4_LOOP                                                                \
-    "vmov          s0, s1, %[a0], %[a1]\n\t"                                                      \
-    "vmov          s2, s3, %[a2], %[a3]\n\t"                                                      \
-    "vcvt.f32.s32  s0, s0\n\t"                                                                    \
-    "vcvt.f32.s32  s1, s1\n\t"                                                                    \
-    "vcvt.f32.s32  s2, s2\n\t"                                                                    \
-    "vcvt.f32.s32  s3, s3\n\t"                                                                    \
-    "vmul.f32      s0, s0, %[s]\n\t"                                                              \
-    "vmul.f32      s1, s1, %[s]\n\t"                                                              \
-    "vmul.f32      s2, s2, %[s]\n\t"                                                              \
-    "vmul.f32      s3, s3, %[s]\n\t"                                                              \
-    "vcvtr.s32.f32 s0, s0\n\t"                                                                    \
-    "vcvtr.s32.f32 s1, s1\n\t"                                                                    \
-    "vcvtr.s32.f32 s2, s2\n\t"                                                                    \
-    "vcvtr.s32.f32 s3, s3\n\t"                                                                    \
-    "vmov          %[a0], %[a1], s0, s1\n\t"                                                      \
-    "vmov          %[a2], %[a3], s2, s3\n\t"                                                      \
+    TT_Q_ASM_ROUND4                                                                                \
     "ldr    %[e], [%[rq], #32]\n\t"                                                               \
     "qadd   %[a0], %[a0], %[e]\n\t"                                                               \
     "qadd   %[a1], %[a1], %[e]\n\t"                                                               \
