@@ -644,41 +644,32 @@ static inline __attribute__((always_inline)) void tt_q_dw3_s2x4(const tt_q_word 
     "strb   %[a3], [%[yp], #3]\n\t"                                                               \
     "strb   %[a0], [%[yp]], #4\n\t"
 
+/* The 4-outputs loop over n groups, ROW = TT_Q_DW3_ASM_S1_ROW or _S2_ROW (the stride). */
+#define TT_Q_DW3_ASM4_LOOP(ROW)                                                                    \
+    __asm__ volatile(                                                                              \
+        "1:\n\t"                                                                                   \
+        "ldr    %[a3], [%[wp], #24]\n\t" /* init */                                                \
+        ROW("q0", "0", "a3", "a3", "a3", "a3")                                                     \
+        ROW("q1", "8", "a0", "a1", "a2", "a3")                                                     \
+        ROW("q2", "16", "a0", "a1", "a2", "a3")                                                    \
+        TT_Q_DW3_ASM_REQUANT4                                                                      \
+        "subs   %[n], %[n], #1\n\t"                                                                \
+        "bne    1b\n\t"                                                                            \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),            \
+          [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+&r"(r0), [q1] "+&r"(r1),            \
+          [q2] "+&r"(r2), [yp] "+&r"(yr), [n] "+&r"(n)                                             \
+        : [wp] "r"(wt), [s] "t"(s)                                                                 \
+        : "s0", "s1", "s2", "s3", "cc", "memory");
+
 static inline __attribute__((always_inline)) void tt_q_dw3x3_asm4(
     const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t wt[8], float s,
     int32_t stride, int32_t n, int8_t *yr)
 {
     uint32_t a0, a1, a2, a3, A, B, wa, wb;
     if (stride == 1) {
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr    %[a3], [%[wp], #24]\n\t" /* init */
-            TT_Q_DW3_ASM_S1_ROW("q0", "0", "a3", "a3", "a3", "a3")
-            TT_Q_DW3_ASM_S1_ROW("q1", "8", "a0", "a1", "a2", "a3")
-            TT_Q_DW3_ASM_S1_ROW("q2", "16", "a0", "a1", "a2", "a3")
-            TT_Q_DW3_ASM_REQUANT4
-            "subs   %[n], %[n], #1\n\t"
-            "bne    1b\n\t"
-            : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),
-              [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+&r"(r0), [q1] "+&r"(r1),
-              [q2] "+&r"(r2), [yp] "+&r"(yr), [n] "+&r"(n)
-            : [wp] "r"(wt), [s] "t"(s)
-            : "s0", "s1", "s2", "s3", "cc", "memory");
+        TT_Q_DW3_ASM4_LOOP(TT_Q_DW3_ASM_S1_ROW)
     } else {
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr    %[a3], [%[wp], #24]\n\t" /* init */
-            TT_Q_DW3_ASM_S2_ROW("q0", "0", "a3", "a3", "a3", "a3")
-            TT_Q_DW3_ASM_S2_ROW("q1", "8", "a0", "a1", "a2", "a3")
-            TT_Q_DW3_ASM_S2_ROW("q2", "16", "a0", "a1", "a2", "a3")
-            TT_Q_DW3_ASM_REQUANT4
-            "subs   %[n], %[n], #1\n\t"
-            "bne    1b\n\t"
-            : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [A] "=&r"(A),
-              [B] "=&r"(B), [wa] "=&r"(wa), [wb] "=&r"(wb), [q0] "+&r"(r0), [q1] "+&r"(r1),
-              [q2] "+&r"(r2), [yp] "+&r"(yr), [n] "+&r"(n)
-            : [wp] "r"(wt), [s] "t"(s)
-            : "s0", "s1", "s2", "s3", "cc", "memory");
+        TT_Q_DW3_ASM4_LOOP(TT_Q_DW3_ASM_S2_ROW)
     }
 }
 #endif

@@ -866,6 +866,19 @@ static inline void tt_qgrad_data(const float *g, const int8_t *w, float *dx, int
 #define TT_QGRAD_DATA_1X1_SCRATCH(O) \
     (64 + 16 * ((O) < TT_QGRAD_D1X1_OCH ? (O) : TT_QGRAD_D1X1_OCH))
 
+/* one output's 4 weights: 4 byte loads, 4 table loads, one STM; w += C */
+#define TT_G_D1X1_CVT                                                                             \
+    "ldrsb    r0, [%[w], #0]\n\t"                                                                  \
+    "ldrsb    r1, [%[w], #1]\n\t"                                                                  \
+    "ldrsb    r2, [%[w], #2]\n\t"                                                                  \
+    "ldrsb    r3, [%[w], #3]\n\t"                                                                  \
+    "add      %[w], %[w], %[C]\n\t"                                                                \
+    "ldr      r0, [%[t], r0, lsl #2]\n\t"                                                          \
+    "ldr      r1, [%[t], r1, lsl #2]\n\t"                                                          \
+    "ldr      r2, [%[t], r2, lsl #2]\n\t"                                                          \
+    "ldr      r3, [%[t], r3, lsl #2]\n\t"                                                          \
+    "stmia    %[ws]!, {r0-r3}\n\t"
+
 /* ws[4q + k] = (float)w[q * C + k], k = 0..3, q = 0..n-1 (n >= 1).
  * Assembly: each weight by a load of the byte and a load of its float from a table of the
  * 256 int8 values (each entry is (float)i exactly), 4 floats per STM; o by 4 per iteration. */
@@ -896,84 +909,17 @@ static inline void tt_g_d1x1_convert(const int8_t *w, int32_t C, float *ws, int3
         "subs     %[n], %[n], #4\n\t"
         "blt      2f\n"
         "1:\n\t"
-        "ldrsb    r0, [%[w], #0]\n\t"
-        "ldrsb    r1, [%[w], #1]\n\t"
-        "ldrsb    r2, [%[w], #2]\n\t"
-        "ldrsb    r3, [%[w], #3]\n\t"
-        "add      %[w], %[w], %[C]\n\t"
-        "ldr      r0, [%[t], r0, lsl #2]\n\t"
-        "ldr      r1, [%[t], r1, lsl #2]\n\t"
-        "ldr      r2, [%[t], r2, lsl #2]\n\t"
-        "ldr      r3, [%[t], r3, lsl #2]\n\t"
-        "stmia    %[ws]!, {r0-r3}\n\t"
-        "ldrsb    r0, [%[w], #0]\n\t"
-        "ldrsb    r1, [%[w], #1]\n\t"
-        "ldrsb    r2, [%[w], #2]\n\t"
-        "ldrsb    r3, [%[w], #3]\n\t"
-        "add      %[w], %[w], %[C]\n\t"
-        "ldr      r0, [%[t], r0, lsl #2]\n\t"
-        "ldr      r1, [%[t], r1, lsl #2]\n\t"
-        "ldr      r2, [%[t], r2, lsl #2]\n\t"
-        "ldr      r3, [%[t], r3, lsl #2]\n\t"
-        "stmia    %[ws]!, {r0-r3}\n\t"
-        "ldrsb    r0, [%[w], #0]\n\t"
-        "ldrsb    r1, [%[w], #1]\n\t"
-        "ldrsb    r2, [%[w], #2]\n\t"
-        "ldrsb    r3, [%[w], #3]\n\t"
-        "add      %[w], %[w], %[C]\n\t"
-        "ldr      r0, [%[t], r0, lsl #2]\n\t"
-        "ldr      r1, [%[t], r1, lsl #2]\n\t"
-        "ldr      r2, [%[t], r2, lsl #2]\n\t"
-        "ldr      r3, [%[t], r3, lsl #2]\n\t"
-        "stmia    %[ws]!, {r0-r3}\n\t"
-        "ldrsb    r0, [%[w], #0]\n\t"
-        "ldrsb    r1, [%[w], #1]\n\t"
-        "ldrsb    r2, [%[w], #2]\n\t"
-        "ldrsb    r3, [%[w], #3]\n\t"
-        "add      %[w], %[w], %[C]\n\t"
-        "ldr      r0, [%[t], r0, lsl #2]\n\t"
-        "ldr      r1, [%[t], r1, lsl #2]\n\t"
-        "ldr      r2, [%[t], r2, lsl #2]\n\t"
-        "ldr      r3, [%[t], r3, lsl #2]\n\t"
-        "stmia    %[ws]!, {r0-r3}\n\t"
+        TT_G_D1X1_CVT TT_G_D1X1_CVT TT_G_D1X1_CVT TT_G_D1X1_CVT
         "subs     %[n], %[n], #4\n\t"
         "bge      1b\n"
         "2:\n\t" /* n = (remaining outputs) - 4: its low 2 bits are the remainder */
         "tst      %[n], #2\n\t"
         "beq      4f\n\t"
-        "ldrsb    r0, [%[w], #0]\n\t"
-        "ldrsb    r1, [%[w], #1]\n\t"
-        "ldrsb    r2, [%[w], #2]\n\t"
-        "ldrsb    r3, [%[w], #3]\n\t"
-        "add      %[w], %[w], %[C]\n\t"
-        "ldr      r0, [%[t], r0, lsl #2]\n\t"
-        "ldr      r1, [%[t], r1, lsl #2]\n\t"
-        "ldr      r2, [%[t], r2, lsl #2]\n\t"
-        "ldr      r3, [%[t], r3, lsl #2]\n\t"
-        "stmia    %[ws]!, {r0-r3}\n\t"
-        "ldrsb    r0, [%[w], #0]\n\t"
-        "ldrsb    r1, [%[w], #1]\n\t"
-        "ldrsb    r2, [%[w], #2]\n\t"
-        "ldrsb    r3, [%[w], #3]\n\t"
-        "add      %[w], %[w], %[C]\n\t"
-        "ldr      r0, [%[t], r0, lsl #2]\n\t"
-        "ldr      r1, [%[t], r1, lsl #2]\n\t"
-        "ldr      r2, [%[t], r2, lsl #2]\n\t"
-        "ldr      r3, [%[t], r3, lsl #2]\n\t"
-        "stmia    %[ws]!, {r0-r3}\n\t"
+        TT_G_D1X1_CVT TT_G_D1X1_CVT
         "4:\n\t"
         "tst      %[n], #1\n\t"
         "beq      3f\n\t"
-        "ldrsb    r0, [%[w], #0]\n\t"
-        "ldrsb    r1, [%[w], #1]\n\t"
-        "ldrsb    r2, [%[w], #2]\n\t"
-        "ldrsb    r3, [%[w], #3]\n\t"
-        "add      %[w], %[w], %[C]\n\t"
-        "ldr      r0, [%[t], r0, lsl #2]\n\t"
-        "ldr      r1, [%[t], r1, lsl #2]\n\t"
-        "ldr      r2, [%[t], r2, lsl #2]\n\t"
-        "ldr      r3, [%[t], r3, lsl #2]\n\t"
-        "stmia    %[ws]!, {r0-r3}\n\t"
+        TT_G_D1X1_CVT
         "3:\n\t"
         : [w] "+&r"(w), [ws] "+&r"(ws), [n] "+&r"(n) /* &: written before C, t are read */
         : [C] "r"(C), [t] "r"(t)
