@@ -534,14 +534,20 @@ WK_CASE = '''\
 '''
 
 
-def weight_rows_k() -> str:
+def k_cases(case: str, asm_of) -> str:
+    """One `if (k == K && stride == S)` branch of `case` per DWK size and stride, the asm from
+    asm_of(k, stride) -> (text, FPU registers used)."""
     cases = ""
     for i, (k, stride) in enumerate((k, s) for k in DWK_KS for s in (1, 2)):
-        asm, used = wk_asm(k, stride)
+        asm, used = asm_of(k, stride)
         assert used <= 32, (k, stride, used)
-        cases += fill(WK_CASE, ELSE="} else " if i else "", K=str(k), S=str(stride), ASM=asm,
+        cases += fill(case, ELSE="} else " if i else "", K=str(k), S=str(stride), ASM=asm,
                       CLOB=clobbers(used))
-    return fill(WK_ROW, CASES=cases)
+    return cases
+
+
+def weight_rows_k() -> str:
+    return fill(WK_ROW, CASES=k_cases(WK_CASE, wk_asm))
 
 
 # The data-gradient gathers read a hit table: tab[0] = a pointer to >= 8 zero floats, then per
@@ -660,13 +666,7 @@ DK_CASE = '''\
 
 
 def data_rows_k() -> str:
-    cases = ""
-    for i, (k, stride) in enumerate((k, s) for k in DWK_KS for s in (1, 2)):
-        asm, used = dk_asm(k, stride)
-        assert used <= 32, (k, stride, used)
-        cases += fill(DK_CASE, ELSE="} else " if i else "", K=str(k), S=str(stride), ASM=asm,
-                      CLOB=clobbers(used))
-    return fill(DK_ROW, CASES=cases)
+    return fill(DK_ROW, CASES=k_cases(DK_CASE, dk_asm))
 
 
 DWK_DRIVERS = r'''
