@@ -294,8 +294,9 @@ GRAD_CASES = {  # name: (channels, size, out channels, kernel, stride, groups, p
 }
 
 # depthwise 5x5 / 7x7 (tt_qgrad_weight_dwk / tt_qgrad_data_dwk): stride 1 and 2, every padding
-# <= (k - 1) / 2, odd sizes (8 / 4 / 1-element and 4 / 1-pair block tails, odd first / even last
-# stride-2 elements), rows < C, tiny planes (1 to 4 rows, mostly padding)
+# <= (k - 1) / 2, odd sizes (8 / 4 / 1-element and 6 / 4 / 1-pair block tails, stride-2 pairs
+# from an even or an odd u, an odd W's half pair), rows < C, tiny planes (1 to 4 rows, mostly
+# padding)
 DWK_CASES = {
     "depthwise5_s1_6_9x9": (6, 9, 6, 5, 1, 6, 2, None),
     "depthwise5_s1_5_16x16_rows3": (5, 16, 5, 5, 1, 5, 2, 3),
@@ -324,6 +325,7 @@ DWK_CASES = {
     "depthwise7_s2_2_9x9_nopad": (2, 9, 2, 7, 2, 2, 0, None),
     "depthwise7_s2_4_2x2": (4, 2, 4, 7, 2, 4, 3, None),
     "depthwise7_s2_2_33x33": (2, 33, 2, 7, 2, 2, 3, None),
+    "depthwise7_s2_2_26x26_pad2": (2, 26, 2, 7, 2, 2, 2, None),
 }
 GRAD_CASES.update(DWK_CASES)
 

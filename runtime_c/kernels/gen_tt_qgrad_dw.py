@@ -525,7 +525,7 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
 '''
 
 WK_CASE = '''\
-    @ELSE@if (k == @K@ && stride == @S@) {
+    @ELSE@if (@COND@) {
         __asm__ volatile(
 @ASM@        : [r] "+&r"(r), [g] "+&r"(g), [n] "+&r"(n)
         : [acc] "r"(acc)
@@ -534,14 +534,16 @@ WK_CASE = '''\
 '''
 
 
-def k_cases(case: str, asm_of) -> str:
-    """One `if (k == K && stride == S)` branch of `case` per DWK size and stride, the asm from
-    asm_of(k, stride) -> (text, FPU registers used)."""
+def k_cases(case: str, asm_of, variants=None) -> str:
+    """One `if (k == K && stride == S ...)` branch of `case` per variant (default: each DWK size
+    and stride 1, 2), the asm from asm_of(*variant) -> (text, FPU registers used)."""
+    names = ("k", "stride", "phase")
     cases = ""
-    for i, (k, stride) in enumerate((k, s) for k in DWK_KS for s in (1, 2)):
-        asm, used = asm_of(k, stride)
-        assert used <= 32, (k, stride, used)
-        cases += fill(case, ELSE="} else " if i else "", K=str(k), S=str(stride), ASM=asm,
+    for i, variant in enumerate(variants or [(k, s) for k in DWK_KS for s in (1, 2)]):
+        asm, used = asm_of(*variant)
+        assert used <= 32, (variant, used)
+        cond = " && ".join(f"{n} == {v}" for n, v in zip(names, variant))
+        cases += fill(case, ELSE="} else " if i else "", COND=cond, ASM=asm,
                       CLOB=clobbers(used))
     return cases
 
@@ -550,12 +552,12 @@ def weight_rows_k() -> str:
     return fill(WK_ROW, CASES=k_cases(WK_CASE, wk_asm))
 
 
-# The data-gradient gathers read a hit table: tab[0] = a pointer to >= 8 zero floats, then per
+# The data-gradient gathers read a hit table: tab[0] = a pointer to >= 12 zero floats, then per
 # hit g row (in ky order) its padded float row and its k float weights; end = past the last.
 
-def dk_hits(k: int, sums: int, win: int, wb: int, lab: int, terms) -> str:
+def dk_hits(k: int, sums: int, first: int, win: int, wb: int, lab: int, terms) -> str:
     """The hit-row loop of one block: sums s0..s<sums-1> from +0.0f, then per hit row its
-    window (win floats at row + off) in s8.. and its k weights in s<wb>.., terms() VMLAs."""
+    window (win floats at row + off) in s<first>.. and its k weights in s<wb>.., the terms."""
     s = L("ldr       %[t], [%[tab]]")
     s += L(f"vldm      %[t], {{{sregs(0, sums - 1)}}}")
     s += L("add       %[rp], %[tab], #4")
@@ -563,7 +565,7 @@ def dk_hits(k: int, sums: int, win: int, wb: int, lab: int, terms) -> str:
     s += L("ldr       %[t], [%[rp]], #4")
     s += L("ldr       %[wq], [%[rp]], #4")
     s += L("add       %[t], %[t], %[off]")
-    s += L(f"vldm      %[t], {{{sregs(8, 8 + win - 1)}}}")
+    s += L(f"vldm      %[t], {{{sregs(first, first + win - 1)}}}")
     s += L(f"vldm      %[wq], {{{sregs(wb, wb + k - 1)}}}")
     s += terms
     s += L("cmp       %[rp], %[end]")
@@ -576,56 +578,64 @@ def dk_s1_block(k: int, n: int, lab: int) -> str:
     """n dx elements of a stride-1 row: element q's terms window[q + k - 1 - kx] * W[kx]."""
     wb = 16 + k - 1
     terms = "".join(vmla(q, 8 + q + k - 1 - kx, wb + kx) for q in range(n) for kx in range(k))
-    s = dk_hits(k, n, n + k - 1, wb, lab, terms)
+    s = dk_hits(k, n, 8, n + k - 1, wb, lab, terms)
     return s + L(f"add       %[off], %[off], #{4 * n}")
 
 
-def dk_s2_block(k: int, n: int, lab: int) -> str:
-    """n (even u, odd u) pairs of a stride-2 row: pair p's even element the terms of the even
-    kx, window[p + kk - kx / 2] * W[kx], its odd element those of the odd kx."""
+def dk_s2_block(k: int, n: int, lab: int, phase: int) -> str:
+    """n element pairs of a stride-2 row, u = 2 m + phase and u + 1 (m = the pair's window
+    index): the element at even u the terms of the even kx, window[p + kk - kx / 2] * W[kx],
+    the one at odd u those of the odd kx, window[p + kk - phase - kx / 2] * W[kx]."""
     kk = (k - 1) // 2
-    wb = 8 + 4 + kk
-    terms = "".join(vmla(2 * p + (kx & 1), 8 + p + kk - kx // 2, wb + kx)
+    first = max(8, 2 * n)  # the window after the sums
+    wb = first + n + kk
+    terms = "".join(vmla(2 * p + ((kx + phase) & 1),
+                         first + p + kk - (phase if kx & 1 else 0) - kx // 2, wb + kx)
                     for p in range(n) for kx in range(k))
-    s = dk_hits(k, 2 * n, n + kk, wb, lab, terms)
+    s = dk_hits(k, 2 * n, first, n + kk, wb, lab, terms)
     return s + L(f"add       %[off], %[off], #{4 * n}")
 
 
-def dk_asm(k: int, stride: int) -> tuple[str, int]:
-    blocks = (8, 4, 1) if stride == 1 else (4, 1)
-    block = dk_s1_block if stride == 1 else dk_s2_block
+DK_S2_PAIRS = 6  # the widest stride-2 block: 12 sums, 6 + kk window floats, k weights
+
+
+def dk_asm(k: int, stride: int, phase: int = 0) -> tuple[str, int]:
+    blocks = (8, 4, 1) if stride == 1 else (DK_S2_PAIRS, 4, 1)
     s = ""
     for i, n in enumerate(blocks):
         top, nxt = 10 + i, 20 + i
         s += L(f"cmp       %[n], #{n}")
         s += L(f"blt       {nxt}f")
         s += LBL(top)
-        s += block(k, n, 30 + i)
+        s += dk_s1_block(k, n, 30 + i) if stride == 1 else dk_s2_block(k, n, 30 + i, phase)
         s += L(f"sub       %[n], %[n], #{n}")
         s += L(f"cmp       %[n], #{n}")
         s += L(f"bge       {top}b")
         s += LBL(nxt)
-    used = 16 + k - 1 + k if stride == 1 else 8 + 4 + (k - 1) // 2 + k
+    used = 16 + k - 1 + k if stride == 1 else 3 * DK_S2_PAIRS + (k - 1) // 2 + k
     return s, used
 
 
 DK_ROW = '''\
 /* A dx row of a depthwise k x k data gradient (k = 5, 7) in gather form, from its hit table
- * (tab[0]: >= 8 zero floats; then per hit g row in ky order: its zero-padded float row, its k
+ * (tab[0]: >= 12 zero floats; then per hit g row in ky order: its zero-padded float row, its k
  * float weights; end: past the last pair):
  *   stride 1: n elements, element x's terms row[x + k - 1 - kx] * W[kx] (kx = 0..k-1), the
  *             rows padded so that row[x + k - 1 - kx] = g[x + pad_w - kx] or 0.0f;
- *   stride 2: n (even, odd) pairs from m0 = off / 4: the even element of pair p the terms of
- *             the even kx, row[m0 + p + kk - kx / 2] * W[kx] (kk = (k - 1) / 2), the odd one
- *             those of the odd kx, the rows padded so that row[kk + j] = g[j] or 0.0f;
+ *   stride 2: n pairs (u, u + 1) from m0 = off / 4, u = 2 (m0 + p) - phase for pair p: the
+ *             element at even u the terms of the even kx, row[m0 + p + kk - kx / 2] * W[kx]
+ *             (kk = (k - 1) / 2), the one at odd u those of the odd kx,
+ *             row[m0 + p + kk - phase - kx / 2] * W[kx], the rows padded so that
+ *             row[kk + j] = g[j] or 0.0f;
  * each element from +0.0f over the hit rows in order, its terms in kx order (the zero padding
  * adds products 0.0f * w: a sum from +0.0f is never -0.0f, so these are no-ops, as the terms
  * the naive gather multiplies by a 0 hit), one store per element. off: the byte offset of
  * the first window in every row. The Cortex-M path: 8 / 4 / 1-element (stride 1) or
- * 4 / 1-pair blocks, the sums in s0.., per hit row one VLDM of the window, one of the k
+ * 6 / 4 / 1-pair blocks, the sums in s0.., per hit row one VLDM of the window, one of the k
  * weights. */
 static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float *const *end,
-                                 int32_t off, int32_t k, int32_t stride, int32_t n)
+                                 int32_t off, int32_t k, int32_t stride, int32_t phase,
+                                 int32_t n)
 {
 #if TT_QGRAD_ASM
     const float *const *rp;
@@ -641,10 +651,10 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
             for (int32_t kx = 0; kx < k; kx++) {
                 if (stride == 1) {
                     a0 = a0 + row[k - 1 - kx] * wt[kx];
-                } else if (kx & 1) {
-                    a1 = a1 + row[kk - kx / 2] * wt[kx];
+                } else if ((kx + phase) & 1) {
+                    a1 = a1 + row[kk - (kx & 1 ? phase : 0) - kx / 2] * wt[kx];
                 } else {
-                    a0 = a0 + row[kk - kx / 2] * wt[kx];
+                    a0 = a0 + row[kk - (kx & 1 ? phase : 0) - kx / 2] * wt[kx];
                 }
             }
         }
@@ -655,7 +665,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
 '''
 
 DK_CASE = '''\
-    @ELSE@if (k == @K@ && stride == @S@) {
+    @ELSE@if (@COND@) {
         __asm__ volatile(
 @ASM@        : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
           [wq] "=&r"(wq)
@@ -666,7 +676,8 @@ DK_CASE = '''\
 
 
 def data_rows_k() -> str:
-    return fill(DK_ROW, CASES=k_cases(DK_CASE, dk_asm))
+    variants = [(k, 1, 0) for k in DWK_KS] + [(k, 2, ph) for k in DWK_KS for ph in (0, 1)]
+    return fill(DK_ROW, CASES=k_cases(DK_CASE, dk_asm, variants))
 
 
 DWK_DRIVERS = r'''
@@ -677,7 +688,7 @@ DWK_DRIVERS = r'''
 #define TT_QGRAD_WEIGHT_DWK_SCRATCH(W, k, pad_w) (4 * (k) * ((W) + 2 * (pad_w)))
 /* data gradient: a ring of k zero-padded float g rows of TT_QGRAD_DATA_DWK_LEN floats */
 #define TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w) \
-    ((stride) == 1 ? (W) + (k) - 1 : (((W) - 1 + (pad_w)) >> 1) + 1 + ((k) - 1) / 2)
+    ((stride) == 1 ? (W) + (k) - 1 : (((W) + (pad_w)) >> 1) + 1 + ((k) - 1) / 2)
 #define TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w) \
     (4 * (k) * TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w))
 
@@ -730,25 +741,12 @@ static inline void tt_qgrad_weight_dwk(const int8_t *x, const float *g, float *d
     }
 }
 
-/* dx[x] of a stride-2 dx row at u = x + pad_w from its hit table (see tt_g_dwk_drow): the
- * terms of the kx of u's parity, in kx order. */
-static inline float tt_g_dwk_s2_elem(const float *const *tab, const float *const *end,
-                                     int32_t u, int32_t k)
-{
-    int32_t kk = (k - 1) / 2;
-    float acc = 0.0f;
-    for (const float *const *h = tab + 1; h != end; h += 2) {
-        for (int32_t kx = u & 1; kx < k; kx += 2) acc = acc + h[0][(u - kx) / 2 + kk] * h[1][kx];
-    }
-    return acc;
-}
-
 /* dx (1, C, H, W) of a depthwise k x k conv (groups = C = O, k = 5 or 7): g (1, C, Ho, Wo),
  * w (C, 1, k, k); stride 1 or 2, padding <= (k - 1) / 2. In gather form (each dx element: its
  * hit terms in (ky, kx) order, one store), per dx row from its hit g rows (ky order), each g
  * row copied once per channel into a ring of k zero-padded float rows (the padding stands
  * for the terms of a 0 hit in the row: 0.0f products, no-ops), by tt_g_dwk_drow: stride 1
- * whole rows, stride 2 (even, odd) pairs and an odd first / even last element alone.
+ * whole rows, stride 2 element pairs from x = 0 (an odd W's last element: half a pair).
  * scratch: TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w) bytes.
  * In place (dx = g) for stride 1 and Ho = H, Wo = W: g row r is copied (at dx row
  * max(0, r - pad_h)) before dx row r overwrites it and stays in the ring while read. */
@@ -756,7 +754,7 @@ static inline void tt_qgrad_data_dwk(const float *g, const int8_t *w, float *dx,
                                      int32_t H, int32_t W, int32_t k, int32_t stride,
                                      int32_t pad_h, int32_t pad_w, void *scratch)
 {
-    static const float z[8];
+    static const float z[12];
     int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
     int32_t lpad = stride == 1 ? k - 1 - pad_w : (k - 1) / 2; /* zeros before g[0] */
     int32_t len = TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w);
@@ -771,15 +769,11 @@ static inline void tt_qgrad_data_dwk(const float *g, const int8_t *w, float *dx,
         for (int32_t s = 0; s < k; s++) held[s] = INT32_MIN;
         for (int32_t e = 0; e < k * k; e++) wf[e] = (float)w[c * k * k + e];
         for (int32_t h = 0; h < H; h++) {
-            int32_t nh = 0;
-            for (int32_t ky = 0; ky < k; ky++) {
-                int32_t r = h + pad_h - ky;
-                if (r < 0) break;
-                if (stride == 2) {
-                    if (r & 1) continue;
-                    r >>= 1;
-                }
-                if (r >= Ho) continue;
+            /* the hit g rows r = (top - ky) / stride, 0 <= r < Ho, in ky order */
+            int32_t nh = 0, top = h + pad_h, ky = stride == 2 ? top & 1 : 0;
+            if (top - ky >= Ho * stride) ky = top - (Ho - 1) * stride;
+            for (; ky < k && ky <= top; ky += stride) {
+                int32_t r = (top - ky) >> (stride - 1);
                 float *row = rows + (r % k) * len;
                 if (held[r % k] != r) {
                     held[r % k] = r;
@@ -798,14 +792,17 @@ static inline void tt_qgrad_data_dwk(const float *g, const int8_t *w, float *dx,
             }
             const float *const *end = tab + 1 + 2 * nh;
             if (stride == 1) {
-                tt_g_dwk_drow(dxr, tab, end, 0, k, 1, W);
+                tt_g_dwk_drow(dxr, tab, end, 0, k, 1, 0, W);
                 continue;
             }
-            int32_t x0 = pad_w & 1; /* x = 0 at an odd u: alone */
-            if (x0) dxr[0] = tt_g_dwk_s2_elem(tab, end, pad_w, k);
-            int32_t np = (W - x0) >> 1;
-            tt_g_dwk_drow(dxr + x0, tab, end, 4 * ((x0 + pad_w) >> 1), k, 2, np);
-            if ((W - x0) & 1) dxr[W - 1] = tt_g_dwk_s2_elem(tab, end, W - 1 + pad_w, k);
+            /* pairs from x = 0 (u = pad_w): (even u, odd u) or, pad_w odd, (odd u, even u) */
+            int32_t phase = pad_w & 1, np = W >> 1, off = 4 * ((pad_w + phase) >> 1);
+            tt_g_dwk_drow(dxr, tab, end, off, k, 2, phase, np);
+            if (W & 1) { /* the last element: the first of a pair (the ring has room) */
+                float last[2];
+                tt_g_dwk_drow(last, tab, end, off + 4 * np, k, 2, phase, 1);
+                dxr[W - 1] = last[0];
+            }
         }
     }
 }

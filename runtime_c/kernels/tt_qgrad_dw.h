@@ -2290,27 +2290,30 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
 }
 
 /* A dx row of a depthwise k x k data gradient (k = 5, 7) in gather form, from its hit table
- * (tab[0]: >= 8 zero floats; then per hit g row in ky order: its zero-padded float row, its k
+ * (tab[0]: >= 12 zero floats; then per hit g row in ky order: its zero-padded float row, its k
  * float weights; end: past the last pair):
  *   stride 1: n elements, element x's terms row[x + k - 1 - kx] * W[kx] (kx = 0..k-1), the
  *             rows padded so that row[x + k - 1 - kx] = g[x + pad_w - kx] or 0.0f;
- *   stride 2: n (even, odd) pairs from m0 = off / 4: the even element of pair p the terms of
- *             the even kx, row[m0 + p + kk - kx / 2] * W[kx] (kk = (k - 1) / 2), the odd one
- *             those of the odd kx, the rows padded so that row[kk + j] = g[j] or 0.0f;
+ *   stride 2: n pairs (u, u + 1) from m0 = off / 4, u = 2 (m0 + p) - phase for pair p: the
+ *             element at even u the terms of the even kx, row[m0 + p + kk - kx / 2] * W[kx]
+ *             (kk = (k - 1) / 2), the one at odd u those of the odd kx,
+ *             row[m0 + p + kk - phase - kx / 2] * W[kx], the rows padded so that
+ *             row[kk + j] = g[j] or 0.0f;
  * each element from +0.0f over the hit rows in order, its terms in kx order (the zero padding
  * adds products 0.0f * w: a sum from +0.0f is never -0.0f, so these are no-ops, as the terms
  * the naive gather multiplies by a 0 hit), one store per element. off: the byte offset of
  * the first window in every row. The Cortex-M path: 8 / 4 / 1-element (stride 1) or
- * 4 / 1-pair blocks, the sums in s0.., per hit row one VLDM of the window, one of the k
+ * 6 / 4 / 1-pair blocks, the sums in s0.., per hit row one VLDM of the window, one of the k
  * weights. */
 static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float *const *end,
-                                 int32_t off, int32_t k, int32_t stride, int32_t n)
+                                 int32_t off, int32_t k, int32_t stride, int32_t phase,
+                                 int32_t n)
 {
 #if TT_QGRAD_ASM
     const float *const *rp;
     const float *t, *wq;
     if (n <= 0) return;
-    if (k == 5 && stride == 1) {
+    if (k == 5 && stride == 1 && phase == 0) {
         __asm__ volatile(
         "cmp       %[n], #8\n\t"
         "blt       20f\n\t"
@@ -2442,79 +2445,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         : [tab] "r"(tab), [end] "r"(end)
         : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24");
         return;
-    } else if (k == 5 && stride == 2) {
-        __asm__ volatile(
-        "cmp       %[n], #4\n\t"
-        "blt       20f\n\t"
-        "10:\n\t"
-        "ldr       %[t], [%[tab]]\n\t"
-        "vldm      %[t], {s0-s7}\n\t"
-        "add       %[rp], %[tab], #4\n\t"
-        "30:\n\t"
-        "ldr       %[t], [%[rp]], #4\n\t"
-        "ldr       %[wq], [%[rp]], #4\n\t"
-        "add       %[t], %[t], %[off]\n\t"
-        "vldm      %[t], {s8-s13}\n\t"
-        "vldm      %[wq], {s14-s18}\n\t"
-        "vmla.f32  s0, s10, s14\n\t"
-        "vmla.f32  s1, s10, s15\n\t"
-        "vmla.f32  s0, s9, s16\n\t"
-        "vmla.f32  s1, s9, s17\n\t"
-        "vmla.f32  s0, s8, s18\n\t"
-        "vmla.f32  s2, s11, s14\n\t"
-        "vmla.f32  s3, s11, s15\n\t"
-        "vmla.f32  s2, s10, s16\n\t"
-        "vmla.f32  s3, s10, s17\n\t"
-        "vmla.f32  s2, s9, s18\n\t"
-        "vmla.f32  s4, s12, s14\n\t"
-        "vmla.f32  s5, s12, s15\n\t"
-        "vmla.f32  s4, s11, s16\n\t"
-        "vmla.f32  s5, s11, s17\n\t"
-        "vmla.f32  s4, s10, s18\n\t"
-        "vmla.f32  s6, s13, s14\n\t"
-        "vmla.f32  s7, s13, s15\n\t"
-        "vmla.f32  s6, s12, s16\n\t"
-        "vmla.f32  s7, s12, s17\n\t"
-        "vmla.f32  s6, s11, s18\n\t"
-        "cmp       %[rp], %[end]\n\t"
-        "bne       30b\n\t"
-        "vstmia    %[dx]!, {s0-s7}\n\t"
-        "add       %[off], %[off], #16\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
-        "bge       10b\n\t"
-        "20:\n\t"
-        "cmp       %[n], #1\n\t"
-        "blt       21f\n\t"
-        "11:\n\t"
-        "ldr       %[t], [%[tab]]\n\t"
-        "vldm      %[t], {s0-s1}\n\t"
-        "add       %[rp], %[tab], #4\n\t"
-        "31:\n\t"
-        "ldr       %[t], [%[rp]], #4\n\t"
-        "ldr       %[wq], [%[rp]], #4\n\t"
-        "add       %[t], %[t], %[off]\n\t"
-        "vldm      %[t], {s8-s10}\n\t"
-        "vldm      %[wq], {s14-s18}\n\t"
-        "vmla.f32  s0, s10, s14\n\t"
-        "vmla.f32  s1, s10, s15\n\t"
-        "vmla.f32  s0, s9, s16\n\t"
-        "vmla.f32  s1, s9, s17\n\t"
-        "vmla.f32  s0, s8, s18\n\t"
-        "cmp       %[rp], %[end]\n\t"
-        "bne       31b\n\t"
-        "vstmia    %[dx]!, {s0-s1}\n\t"
-        "add       %[off], %[off], #4\n\t"
-        "sub       %[n], %[n], #1\n\t"
-        "cmp       %[n], #1\n\t"
-        "bge       11b\n\t"
-        "21:\n\t"
-        : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
-          [wq] "=&r"(wq)
-        : [tab] "r"(tab), [end] "r"(end)
-        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18");
-        return;
-    } else if (k == 7 && stride == 1) {
+    } else if (k == 7 && stride == 1 && phase == 0) {
         __asm__ volatile(
         "cmp       %[n], #8\n\t"
         "blt       20f\n\t"
@@ -2672,15 +2603,321 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         : [tab] "r"(tab), [end] "r"(end)
         : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28");
         return;
-    } else if (k == 7 && stride == 2) {
+    } else if (k == 5 && stride == 2 && phase == 0) {
         __asm__ volatile(
-        "cmp       %[n], #4\n\t"
+        "cmp       %[n], #6\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
-        "vldm      %[t], {s0-s7}\n\t"
+        "vldm      %[t], {s0-s11}\n\t"
         "add       %[rp], %[tab], #4\n\t"
         "30:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s12-s19}\n\t"
+        "vldm      %[wq], {s20-s24}\n\t"
+        "vmla.f32  s0, s14, s20\n\t"
+        "vmla.f32  s1, s14, s21\n\t"
+        "vmla.f32  s0, s13, s22\n\t"
+        "vmla.f32  s1, s13, s23\n\t"
+        "vmla.f32  s0, s12, s24\n\t"
+        "vmla.f32  s2, s15, s20\n\t"
+        "vmla.f32  s3, s15, s21\n\t"
+        "vmla.f32  s2, s14, s22\n\t"
+        "vmla.f32  s3, s14, s23\n\t"
+        "vmla.f32  s2, s13, s24\n\t"
+        "vmla.f32  s4, s16, s20\n\t"
+        "vmla.f32  s5, s16, s21\n\t"
+        "vmla.f32  s4, s15, s22\n\t"
+        "vmla.f32  s5, s15, s23\n\t"
+        "vmla.f32  s4, s14, s24\n\t"
+        "vmla.f32  s6, s17, s20\n\t"
+        "vmla.f32  s7, s17, s21\n\t"
+        "vmla.f32  s6, s16, s22\n\t"
+        "vmla.f32  s7, s16, s23\n\t"
+        "vmla.f32  s6, s15, s24\n\t"
+        "vmla.f32  s8, s18, s20\n\t"
+        "vmla.f32  s9, s18, s21\n\t"
+        "vmla.f32  s8, s17, s22\n\t"
+        "vmla.f32  s9, s17, s23\n\t"
+        "vmla.f32  s8, s16, s24\n\t"
+        "vmla.f32  s10, s19, s20\n\t"
+        "vmla.f32  s11, s19, s21\n\t"
+        "vmla.f32  s10, s18, s22\n\t"
+        "vmla.f32  s11, s18, s23\n\t"
+        "vmla.f32  s10, s17, s24\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       30b\n\t"
+        "vstmia    %[dx]!, {s0-s11}\n\t"
+        "add       %[off], %[off], #24\n\t"
+        "sub       %[n], %[n], #6\n\t"
+        "cmp       %[n], #6\n\t"
+        "bge       10b\n\t"
+        "20:\n\t"
+        "cmp       %[n], #4\n\t"
+        "blt       21f\n\t"
+        "11:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s7}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "31:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s8-s13}\n\t"
+        "vldm      %[wq], {s14-s18}\n\t"
+        "vmla.f32  s0, s10, s14\n\t"
+        "vmla.f32  s1, s10, s15\n\t"
+        "vmla.f32  s0, s9, s16\n\t"
+        "vmla.f32  s1, s9, s17\n\t"
+        "vmla.f32  s0, s8, s18\n\t"
+        "vmla.f32  s2, s11, s14\n\t"
+        "vmla.f32  s3, s11, s15\n\t"
+        "vmla.f32  s2, s10, s16\n\t"
+        "vmla.f32  s3, s10, s17\n\t"
+        "vmla.f32  s2, s9, s18\n\t"
+        "vmla.f32  s4, s12, s14\n\t"
+        "vmla.f32  s5, s12, s15\n\t"
+        "vmla.f32  s4, s11, s16\n\t"
+        "vmla.f32  s5, s11, s17\n\t"
+        "vmla.f32  s4, s10, s18\n\t"
+        "vmla.f32  s6, s13, s14\n\t"
+        "vmla.f32  s7, s13, s15\n\t"
+        "vmla.f32  s6, s12, s16\n\t"
+        "vmla.f32  s7, s12, s17\n\t"
+        "vmla.f32  s6, s11, s18\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       31b\n\t"
+        "vstmia    %[dx]!, {s0-s7}\n\t"
+        "add       %[off], %[off], #16\n\t"
+        "sub       %[n], %[n], #4\n\t"
+        "cmp       %[n], #4\n\t"
+        "bge       11b\n\t"
+        "21:\n\t"
+        "cmp       %[n], #1\n\t"
+        "blt       22f\n\t"
+        "12:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s1}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "32:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s8-s10}\n\t"
+        "vldm      %[wq], {s11-s15}\n\t"
+        "vmla.f32  s0, s10, s11\n\t"
+        "vmla.f32  s1, s10, s12\n\t"
+        "vmla.f32  s0, s9, s13\n\t"
+        "vmla.f32  s1, s9, s14\n\t"
+        "vmla.f32  s0, s8, s15\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       32b\n\t"
+        "vstmia    %[dx]!, {s0-s1}\n\t"
+        "add       %[off], %[off], #4\n\t"
+        "sub       %[n], %[n], #1\n\t"
+        "cmp       %[n], #1\n\t"
+        "bge       12b\n\t"
+        "22:\n\t"
+        : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
+          [wq] "=&r"(wq)
+        : [tab] "r"(tab), [end] "r"(end)
+        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24");
+        return;
+    } else if (k == 5 && stride == 2 && phase == 1) {
+        __asm__ volatile(
+        "cmp       %[n], #6\n\t"
+        "blt       20f\n\t"
+        "10:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s11}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "30:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s12-s19}\n\t"
+        "vldm      %[wq], {s20-s24}\n\t"
+        "vmla.f32  s1, s14, s20\n\t"
+        "vmla.f32  s0, s13, s21\n\t"
+        "vmla.f32  s1, s13, s22\n\t"
+        "vmla.f32  s0, s12, s23\n\t"
+        "vmla.f32  s1, s12, s24\n\t"
+        "vmla.f32  s3, s15, s20\n\t"
+        "vmla.f32  s2, s14, s21\n\t"
+        "vmla.f32  s3, s14, s22\n\t"
+        "vmla.f32  s2, s13, s23\n\t"
+        "vmla.f32  s3, s13, s24\n\t"
+        "vmla.f32  s5, s16, s20\n\t"
+        "vmla.f32  s4, s15, s21\n\t"
+        "vmla.f32  s5, s15, s22\n\t"
+        "vmla.f32  s4, s14, s23\n\t"
+        "vmla.f32  s5, s14, s24\n\t"
+        "vmla.f32  s7, s17, s20\n\t"
+        "vmla.f32  s6, s16, s21\n\t"
+        "vmla.f32  s7, s16, s22\n\t"
+        "vmla.f32  s6, s15, s23\n\t"
+        "vmla.f32  s7, s15, s24\n\t"
+        "vmla.f32  s9, s18, s20\n\t"
+        "vmla.f32  s8, s17, s21\n\t"
+        "vmla.f32  s9, s17, s22\n\t"
+        "vmla.f32  s8, s16, s23\n\t"
+        "vmla.f32  s9, s16, s24\n\t"
+        "vmla.f32  s11, s19, s20\n\t"
+        "vmla.f32  s10, s18, s21\n\t"
+        "vmla.f32  s11, s18, s22\n\t"
+        "vmla.f32  s10, s17, s23\n\t"
+        "vmla.f32  s11, s17, s24\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       30b\n\t"
+        "vstmia    %[dx]!, {s0-s11}\n\t"
+        "add       %[off], %[off], #24\n\t"
+        "sub       %[n], %[n], #6\n\t"
+        "cmp       %[n], #6\n\t"
+        "bge       10b\n\t"
+        "20:\n\t"
+        "cmp       %[n], #4\n\t"
+        "blt       21f\n\t"
+        "11:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s7}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "31:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s8-s13}\n\t"
+        "vldm      %[wq], {s14-s18}\n\t"
+        "vmla.f32  s1, s10, s14\n\t"
+        "vmla.f32  s0, s9, s15\n\t"
+        "vmla.f32  s1, s9, s16\n\t"
+        "vmla.f32  s0, s8, s17\n\t"
+        "vmla.f32  s1, s8, s18\n\t"
+        "vmla.f32  s3, s11, s14\n\t"
+        "vmla.f32  s2, s10, s15\n\t"
+        "vmla.f32  s3, s10, s16\n\t"
+        "vmla.f32  s2, s9, s17\n\t"
+        "vmla.f32  s3, s9, s18\n\t"
+        "vmla.f32  s5, s12, s14\n\t"
+        "vmla.f32  s4, s11, s15\n\t"
+        "vmla.f32  s5, s11, s16\n\t"
+        "vmla.f32  s4, s10, s17\n\t"
+        "vmla.f32  s5, s10, s18\n\t"
+        "vmla.f32  s7, s13, s14\n\t"
+        "vmla.f32  s6, s12, s15\n\t"
+        "vmla.f32  s7, s12, s16\n\t"
+        "vmla.f32  s6, s11, s17\n\t"
+        "vmla.f32  s7, s11, s18\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       31b\n\t"
+        "vstmia    %[dx]!, {s0-s7}\n\t"
+        "add       %[off], %[off], #16\n\t"
+        "sub       %[n], %[n], #4\n\t"
+        "cmp       %[n], #4\n\t"
+        "bge       11b\n\t"
+        "21:\n\t"
+        "cmp       %[n], #1\n\t"
+        "blt       22f\n\t"
+        "12:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s1}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "32:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s8-s10}\n\t"
+        "vldm      %[wq], {s11-s15}\n\t"
+        "vmla.f32  s1, s10, s11\n\t"
+        "vmla.f32  s0, s9, s12\n\t"
+        "vmla.f32  s1, s9, s13\n\t"
+        "vmla.f32  s0, s8, s14\n\t"
+        "vmla.f32  s1, s8, s15\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       32b\n\t"
+        "vstmia    %[dx]!, {s0-s1}\n\t"
+        "add       %[off], %[off], #4\n\t"
+        "sub       %[n], %[n], #1\n\t"
+        "cmp       %[n], #1\n\t"
+        "bge       12b\n\t"
+        "22:\n\t"
+        : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
+          [wq] "=&r"(wq)
+        : [tab] "r"(tab), [end] "r"(end)
+        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24");
+        return;
+    } else if (k == 7 && stride == 2 && phase == 0) {
+        __asm__ volatile(
+        "cmp       %[n], #6\n\t"
+        "blt       20f\n\t"
+        "10:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s11}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "30:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s12-s20}\n\t"
+        "vldm      %[wq], {s21-s27}\n\t"
+        "vmla.f32  s0, s15, s21\n\t"
+        "vmla.f32  s1, s15, s22\n\t"
+        "vmla.f32  s0, s14, s23\n\t"
+        "vmla.f32  s1, s14, s24\n\t"
+        "vmla.f32  s0, s13, s25\n\t"
+        "vmla.f32  s1, s13, s26\n\t"
+        "vmla.f32  s0, s12, s27\n\t"
+        "vmla.f32  s2, s16, s21\n\t"
+        "vmla.f32  s3, s16, s22\n\t"
+        "vmla.f32  s2, s15, s23\n\t"
+        "vmla.f32  s3, s15, s24\n\t"
+        "vmla.f32  s2, s14, s25\n\t"
+        "vmla.f32  s3, s14, s26\n\t"
+        "vmla.f32  s2, s13, s27\n\t"
+        "vmla.f32  s4, s17, s21\n\t"
+        "vmla.f32  s5, s17, s22\n\t"
+        "vmla.f32  s4, s16, s23\n\t"
+        "vmla.f32  s5, s16, s24\n\t"
+        "vmla.f32  s4, s15, s25\n\t"
+        "vmla.f32  s5, s15, s26\n\t"
+        "vmla.f32  s4, s14, s27\n\t"
+        "vmla.f32  s6, s18, s21\n\t"
+        "vmla.f32  s7, s18, s22\n\t"
+        "vmla.f32  s6, s17, s23\n\t"
+        "vmla.f32  s7, s17, s24\n\t"
+        "vmla.f32  s6, s16, s25\n\t"
+        "vmla.f32  s7, s16, s26\n\t"
+        "vmla.f32  s6, s15, s27\n\t"
+        "vmla.f32  s8, s19, s21\n\t"
+        "vmla.f32  s9, s19, s22\n\t"
+        "vmla.f32  s8, s18, s23\n\t"
+        "vmla.f32  s9, s18, s24\n\t"
+        "vmla.f32  s8, s17, s25\n\t"
+        "vmla.f32  s9, s17, s26\n\t"
+        "vmla.f32  s8, s16, s27\n\t"
+        "vmla.f32  s10, s20, s21\n\t"
+        "vmla.f32  s11, s20, s22\n\t"
+        "vmla.f32  s10, s19, s23\n\t"
+        "vmla.f32  s11, s19, s24\n\t"
+        "vmla.f32  s10, s18, s25\n\t"
+        "vmla.f32  s11, s18, s26\n\t"
+        "vmla.f32  s10, s17, s27\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       30b\n\t"
+        "vstmia    %[dx]!, {s0-s11}\n\t"
+        "add       %[off], %[off], #24\n\t"
+        "sub       %[n], %[n], #6\n\t"
+        "cmp       %[n], #6\n\t"
+        "bge       10b\n\t"
+        "20:\n\t"
+        "cmp       %[n], #4\n\t"
+        "blt       21f\n\t"
+        "11:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s7}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "31:\n\t"
         "ldr       %[t], [%[rp]], #4\n\t"
         "ldr       %[wq], [%[rp]], #4\n\t"
         "add       %[t], %[t], %[off]\n\t"
@@ -2715,44 +2952,188 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "vmla.f32  s7, s12, s20\n\t"
         "vmla.f32  s6, s11, s21\n\t"
         "cmp       %[rp], %[end]\n\t"
-        "bne       30b\n\t"
+        "bne       31b\n\t"
         "vstmia    %[dx]!, {s0-s7}\n\t"
         "add       %[off], %[off], #16\n\t"
         "sub       %[n], %[n], #4\n\t"
         "cmp       %[n], #4\n\t"
+        "bge       11b\n\t"
+        "21:\n\t"
+        "cmp       %[n], #1\n\t"
+        "blt       22f\n\t"
+        "12:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s1}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "32:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s8-s11}\n\t"
+        "vldm      %[wq], {s12-s18}\n\t"
+        "vmla.f32  s0, s11, s12\n\t"
+        "vmla.f32  s1, s11, s13\n\t"
+        "vmla.f32  s0, s10, s14\n\t"
+        "vmla.f32  s1, s10, s15\n\t"
+        "vmla.f32  s0, s9, s16\n\t"
+        "vmla.f32  s1, s9, s17\n\t"
+        "vmla.f32  s0, s8, s18\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       32b\n\t"
+        "vstmia    %[dx]!, {s0-s1}\n\t"
+        "add       %[off], %[off], #4\n\t"
+        "sub       %[n], %[n], #1\n\t"
+        "cmp       %[n], #1\n\t"
+        "bge       12b\n\t"
+        "22:\n\t"
+        : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
+          [wq] "=&r"(wq)
+        : [tab] "r"(tab), [end] "r"(end)
+        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27");
+        return;
+    } else if (k == 7 && stride == 2 && phase == 1) {
+        __asm__ volatile(
+        "cmp       %[n], #6\n\t"
+        "blt       20f\n\t"
+        "10:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s11}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "30:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s12-s20}\n\t"
+        "vldm      %[wq], {s21-s27}\n\t"
+        "vmla.f32  s1, s15, s21\n\t"
+        "vmla.f32  s0, s14, s22\n\t"
+        "vmla.f32  s1, s14, s23\n\t"
+        "vmla.f32  s0, s13, s24\n\t"
+        "vmla.f32  s1, s13, s25\n\t"
+        "vmla.f32  s0, s12, s26\n\t"
+        "vmla.f32  s1, s12, s27\n\t"
+        "vmla.f32  s3, s16, s21\n\t"
+        "vmla.f32  s2, s15, s22\n\t"
+        "vmla.f32  s3, s15, s23\n\t"
+        "vmla.f32  s2, s14, s24\n\t"
+        "vmla.f32  s3, s14, s25\n\t"
+        "vmla.f32  s2, s13, s26\n\t"
+        "vmla.f32  s3, s13, s27\n\t"
+        "vmla.f32  s5, s17, s21\n\t"
+        "vmla.f32  s4, s16, s22\n\t"
+        "vmla.f32  s5, s16, s23\n\t"
+        "vmla.f32  s4, s15, s24\n\t"
+        "vmla.f32  s5, s15, s25\n\t"
+        "vmla.f32  s4, s14, s26\n\t"
+        "vmla.f32  s5, s14, s27\n\t"
+        "vmla.f32  s7, s18, s21\n\t"
+        "vmla.f32  s6, s17, s22\n\t"
+        "vmla.f32  s7, s17, s23\n\t"
+        "vmla.f32  s6, s16, s24\n\t"
+        "vmla.f32  s7, s16, s25\n\t"
+        "vmla.f32  s6, s15, s26\n\t"
+        "vmla.f32  s7, s15, s27\n\t"
+        "vmla.f32  s9, s19, s21\n\t"
+        "vmla.f32  s8, s18, s22\n\t"
+        "vmla.f32  s9, s18, s23\n\t"
+        "vmla.f32  s8, s17, s24\n\t"
+        "vmla.f32  s9, s17, s25\n\t"
+        "vmla.f32  s8, s16, s26\n\t"
+        "vmla.f32  s9, s16, s27\n\t"
+        "vmla.f32  s11, s20, s21\n\t"
+        "vmla.f32  s10, s19, s22\n\t"
+        "vmla.f32  s11, s19, s23\n\t"
+        "vmla.f32  s10, s18, s24\n\t"
+        "vmla.f32  s11, s18, s25\n\t"
+        "vmla.f32  s10, s17, s26\n\t"
+        "vmla.f32  s11, s17, s27\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       30b\n\t"
+        "vstmia    %[dx]!, {s0-s11}\n\t"
+        "add       %[off], %[off], #24\n\t"
+        "sub       %[n], %[n], #6\n\t"
+        "cmp       %[n], #6\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #1\n\t"
+        "cmp       %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
-        "vldm      %[t], {s0-s1}\n\t"
+        "vldm      %[t], {s0-s7}\n\t"
         "add       %[rp], %[tab], #4\n\t"
         "31:\n\t"
         "ldr       %[t], [%[rp]], #4\n\t"
         "ldr       %[wq], [%[rp]], #4\n\t"
         "add       %[t], %[t], %[off]\n\t"
-        "vldm      %[t], {s8-s11}\n\t"
+        "vldm      %[t], {s8-s14}\n\t"
         "vldm      %[wq], {s15-s21}\n\t"
-        "vmla.f32  s0, s11, s15\n\t"
-        "vmla.f32  s1, s11, s16\n\t"
-        "vmla.f32  s0, s10, s17\n\t"
-        "vmla.f32  s1, s10, s18\n\t"
-        "vmla.f32  s0, s9, s19\n\t"
-        "vmla.f32  s1, s9, s20\n\t"
-        "vmla.f32  s0, s8, s21\n\t"
+        "vmla.f32  s1, s11, s15\n\t"
+        "vmla.f32  s0, s10, s16\n\t"
+        "vmla.f32  s1, s10, s17\n\t"
+        "vmla.f32  s0, s9, s18\n\t"
+        "vmla.f32  s1, s9, s19\n\t"
+        "vmla.f32  s0, s8, s20\n\t"
+        "vmla.f32  s1, s8, s21\n\t"
+        "vmla.f32  s3, s12, s15\n\t"
+        "vmla.f32  s2, s11, s16\n\t"
+        "vmla.f32  s3, s11, s17\n\t"
+        "vmla.f32  s2, s10, s18\n\t"
+        "vmla.f32  s3, s10, s19\n\t"
+        "vmla.f32  s2, s9, s20\n\t"
+        "vmla.f32  s3, s9, s21\n\t"
+        "vmla.f32  s5, s13, s15\n\t"
+        "vmla.f32  s4, s12, s16\n\t"
+        "vmla.f32  s5, s12, s17\n\t"
+        "vmla.f32  s4, s11, s18\n\t"
+        "vmla.f32  s5, s11, s19\n\t"
+        "vmla.f32  s4, s10, s20\n\t"
+        "vmla.f32  s5, s10, s21\n\t"
+        "vmla.f32  s7, s14, s15\n\t"
+        "vmla.f32  s6, s13, s16\n\t"
+        "vmla.f32  s7, s13, s17\n\t"
+        "vmla.f32  s6, s12, s18\n\t"
+        "vmla.f32  s7, s12, s19\n\t"
+        "vmla.f32  s6, s11, s20\n\t"
+        "vmla.f32  s7, s11, s21\n\t"
         "cmp       %[rp], %[end]\n\t"
         "bne       31b\n\t"
+        "vstmia    %[dx]!, {s0-s7}\n\t"
+        "add       %[off], %[off], #16\n\t"
+        "sub       %[n], %[n], #4\n\t"
+        "cmp       %[n], #4\n\t"
+        "bge       11b\n\t"
+        "21:\n\t"
+        "cmp       %[n], #1\n\t"
+        "blt       22f\n\t"
+        "12:\n\t"
+        "ldr       %[t], [%[tab]]\n\t"
+        "vldm      %[t], {s0-s1}\n\t"
+        "add       %[rp], %[tab], #4\n\t"
+        "32:\n\t"
+        "ldr       %[t], [%[rp]], #4\n\t"
+        "ldr       %[wq], [%[rp]], #4\n\t"
+        "add       %[t], %[t], %[off]\n\t"
+        "vldm      %[t], {s8-s11}\n\t"
+        "vldm      %[wq], {s12-s18}\n\t"
+        "vmla.f32  s1, s11, s12\n\t"
+        "vmla.f32  s0, s10, s13\n\t"
+        "vmla.f32  s1, s10, s14\n\t"
+        "vmla.f32  s0, s9, s15\n\t"
+        "vmla.f32  s1, s9, s16\n\t"
+        "vmla.f32  s0, s8, s17\n\t"
+        "vmla.f32  s1, s8, s18\n\t"
+        "cmp       %[rp], %[end]\n\t"
+        "bne       32b\n\t"
         "vstmia    %[dx]!, {s0-s1}\n\t"
         "add       %[off], %[off], #4\n\t"
         "sub       %[n], %[n], #1\n\t"
         "cmp       %[n], #1\n\t"
-        "bge       11b\n\t"
-        "21:\n\t"
+        "bge       12b\n\t"
+        "22:\n\t"
         : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
           [wq] "=&r"(wq)
         : [tab] "r"(tab), [end] "r"(end)
-        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21");
+        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27");
         return;
     }
 #endif
@@ -2764,10 +3145,10 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
             for (int32_t kx = 0; kx < k; kx++) {
                 if (stride == 1) {
                     a0 = a0 + row[k - 1 - kx] * wt[kx];
-                } else if (kx & 1) {
-                    a1 = a1 + row[kk - kx / 2] * wt[kx];
+                } else if ((kx + phase) & 1) {
+                    a1 = a1 + row[kk - (kx & 1 ? phase : 0) - kx / 2] * wt[kx];
                 } else {
-                    a0 = a0 + row[kk - kx / 2] * wt[kx];
+                    a0 = a0 + row[kk - (kx & 1 ? phase : 0) - kx / 2] * wt[kx];
                 }
             }
         }
@@ -2783,7 +3164,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
 #define TT_QGRAD_WEIGHT_DWK_SCRATCH(W, k, pad_w) (4 * (k) * ((W) + 2 * (pad_w)))
 /* data gradient: a ring of k zero-padded float g rows of TT_QGRAD_DATA_DWK_LEN floats */
 #define TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w) \
-    ((stride) == 1 ? (W) + (k) - 1 : (((W) - 1 + (pad_w)) >> 1) + 1 + ((k) - 1) / 2)
+    ((stride) == 1 ? (W) + (k) - 1 : (((W) + (pad_w)) >> 1) + 1 + ((k) - 1) / 2)
 #define TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w) \
     (4 * (k) * TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w))
 
@@ -2836,25 +3217,12 @@ static inline void tt_qgrad_weight_dwk(const int8_t *x, const float *g, float *d
     }
 }
 
-/* dx[x] of a stride-2 dx row at u = x + pad_w from its hit table (see tt_g_dwk_drow): the
- * terms of the kx of u's parity, in kx order. */
-static inline float tt_g_dwk_s2_elem(const float *const *tab, const float *const *end,
-                                     int32_t u, int32_t k)
-{
-    int32_t kk = (k - 1) / 2;
-    float acc = 0.0f;
-    for (const float *const *h = tab + 1; h != end; h += 2) {
-        for (int32_t kx = u & 1; kx < k; kx += 2) acc = acc + h[0][(u - kx) / 2 + kk] * h[1][kx];
-    }
-    return acc;
-}
-
 /* dx (1, C, H, W) of a depthwise k x k conv (groups = C = O, k = 5 or 7): g (1, C, Ho, Wo),
  * w (C, 1, k, k); stride 1 or 2, padding <= (k - 1) / 2. In gather form (each dx element: its
  * hit terms in (ky, kx) order, one store), per dx row from its hit g rows (ky order), each g
  * row copied once per channel into a ring of k zero-padded float rows (the padding stands
  * for the terms of a 0 hit in the row: 0.0f products, no-ops), by tt_g_dwk_drow: stride 1
- * whole rows, stride 2 (even, odd) pairs and an odd first / even last element alone.
+ * whole rows, stride 2 element pairs from x = 0 (an odd W's last element: half a pair).
  * scratch: TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w) bytes.
  * In place (dx = g) for stride 1 and Ho = H, Wo = W: g row r is copied (at dx row
  * max(0, r - pad_h)) before dx row r overwrites it and stays in the ring while read. */
@@ -2862,7 +3230,7 @@ static inline void tt_qgrad_data_dwk(const float *g, const int8_t *w, float *dx,
                                      int32_t H, int32_t W, int32_t k, int32_t stride,
                                      int32_t pad_h, int32_t pad_w, void *scratch)
 {
-    static const float z[8];
+    static const float z[12];
     int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
     int32_t lpad = stride == 1 ? k - 1 - pad_w : (k - 1) / 2; /* zeros before g[0] */
     int32_t len = TT_QGRAD_DATA_DWK_LEN(W, k, stride, pad_w);
@@ -2877,15 +3245,11 @@ static inline void tt_qgrad_data_dwk(const float *g, const int8_t *w, float *dx,
         for (int32_t s = 0; s < k; s++) held[s] = INT32_MIN;
         for (int32_t e = 0; e < k * k; e++) wf[e] = (float)w[c * k * k + e];
         for (int32_t h = 0; h < H; h++) {
-            int32_t nh = 0;
-            for (int32_t ky = 0; ky < k; ky++) {
-                int32_t r = h + pad_h - ky;
-                if (r < 0) break;
-                if (stride == 2) {
-                    if (r & 1) continue;
-                    r >>= 1;
-                }
-                if (r >= Ho) continue;
+            /* the hit g rows r = (top - ky) / stride, 0 <= r < Ho, in ky order */
+            int32_t nh = 0, top = h + pad_h, ky = stride == 2 ? top & 1 : 0;
+            if (top - ky >= Ho * stride) ky = top - (Ho - 1) * stride;
+            for (; ky < k && ky <= top; ky += stride) {
+                int32_t r = (top - ky) >> (stride - 1);
                 float *row = rows + (r % k) * len;
                 if (held[r % k] != r) {
                     held[r % k] = r;
@@ -2904,14 +3268,17 @@ static inline void tt_qgrad_data_dwk(const float *g, const int8_t *w, float *dx,
             }
             const float *const *end = tab + 1 + 2 * nh;
             if (stride == 1) {
-                tt_g_dwk_drow(dxr, tab, end, 0, k, 1, W);
+                tt_g_dwk_drow(dxr, tab, end, 0, k, 1, 0, W);
                 continue;
             }
-            int32_t x0 = pad_w & 1; /* x = 0 at an odd u: alone */
-            if (x0) dxr[0] = tt_g_dwk_s2_elem(tab, end, pad_w, k);
-            int32_t np = (W - x0) >> 1;
-            tt_g_dwk_drow(dxr + x0, tab, end, 4 * ((x0 + pad_w) >> 1), k, 2, np);
-            if ((W - x0) & 1) dxr[W - 1] = tt_g_dwk_s2_elem(tab, end, W - 1 + pad_w, k);
+            /* pairs from x = 0 (u = pad_w): (even u, odd u) or, pad_w odd, (odd u, even u) */
+            int32_t phase = pad_w & 1, np = W >> 1, off = 4 * ((pad_w + phase) >> 1);
+            tt_g_dwk_drow(dxr, tab, end, off, k, 2, phase, np);
+            if (W & 1) { /* the last element: the first of a pair (the ring has room) */
+                float last[2];
+                tt_g_dwk_drow(last, tab, end, off + 4 * np, k, 2, phase, 1);
+                dxr[W - 1] = last[0];
+            }
         }
     }
 }

@@ -272,7 +272,7 @@ def weight_dwk_scratch_bytes(g: ConvGeometry) -> int:
 def data_dwk_scratch_bytes(g: ConvGeometry) -> int:
     """TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w): k zero-padded float g rows."""
     w, k, pw = g.in_hw[1], g.kernel[1], g.padding[1]
-    length = w + k - 1 if g.stride == 1 else (w - 1 + pw) // 2 + 1 + (k - 1) // 2
+    length = w + k - 1 if g.stride == 1 else (w + pw) // 2 + 1 + (k - 1) // 2
     return 4 * k * length
 
 
