@@ -343,6 +343,7 @@ def _measure_source(src: Path, work: Path, tag: str, memory: int | None = None
 
 
 QEMU_RAM = 4 * 1024 * 1024  # mps2-an500's SSRAM sizes in QEMU
+BACKWARD_RATIO = 1.3  # issue #8: a backward kernel's instructions per MAC vs its forward's
 
 
 # ---- a whole training step ---------------------------------------------------------------------
@@ -473,16 +474,23 @@ def _backward_table(console, tmp):
                              "per MAC (bias / acc: per output element)")
     for col in ("shape", "kernel", "MACs / elements", "naive qgrad", "fast", "speed-up",
                 "bit-exact host+QEMU", "forward (same shape) fast instr/MAC",
-                "fast / forward"):
+                "fast / forward", f"<= {BACKWARD_RATIO}x"):
         grad_table.add_column(col, justify="right")
     forward = forward_fast_per_mac(tmp)
+    within = []
     for name, kind, units, naive, fast, exact in grad_rows(tmp):
         per_mac = kind in ("weight", "data")  # bias / acc are per output element
-        grad_table.add_row(name, kind, f"{units:,}", f"{naive:.2f}", f"{fast:.2f}",
+        ratio = fast / forward[name] if per_mac else None
+        if per_mac:
+            within.append(ratio <= BACKWARD_RATIO)
+        grad_table.add_row(name, kind, f"{units:,}", f"{naive:.2f}", f"{fast:.3f}",
                            f"{naive / fast:.1f}x", "yes" if exact else "NO",
-                           f"{forward[name]:.2f}" if per_mac else "",
-                           f"{fast / forward[name]:.2f}x" if per_mac else "")
+                           f"{forward[name]:.3f}" if per_mac else "",
+                           f"{ratio:.3f}x" if per_mac else "",
+                           ("yes" if within[-1] else "NO") if per_mac else "")
     console.print(grad_table)
+    console.print(f"weight / data gradients within {BACKWARD_RATIO}x of the same-shape forward "
+                  f"per MAC: {sum(within)} of {len(within)}")
 
 
 def _fused_table(console, tmp):

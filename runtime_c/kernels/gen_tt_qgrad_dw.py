@@ -475,22 +475,35 @@ def wk_chunk(k: int, n: int, stride: int) -> str:
     return s
 
 
-def wk_asm(k: int, stride: int) -> tuple[str, int]:
-    """The row's pixels in blocks of 8 / 4 / 1 (stride 1) or 4 / 1 (stride 2)."""
-    blocks = (8, 4) if stride == 1 else (4,)
-    s = L(f"vldm      %[acc], {{{sregs(0, k - 1)}}}")
-    used = k
+def blocks_loop(blocks, block) -> str:
+    """Loops over a row in blocks of blocks[0], then blocks[1], ... elements while that many
+    are left (n: the elements left; block(i, n) the text of one block of n, labels 10-29
+    free); n ends as what is left after the last size."""
+    s = ""
     for i, n in enumerate(blocks):
         top, nxt = 10 + i, 20 + i
-        s += L(f"cmp       %[n], #{n}")
+        s += L(f"subs      %[n], %[n], #{n}")  # n - size: >= 0 while a whole block is left
         s += L(f"blt       {nxt}f")
         s += LBL(top)
-        s += wk_chunk(k, n, stride)
-        s += L(f"sub       %[n], %[n], #{n}")
-        s += L(f"cmp       %[n], #{n}")
+        s += block(i, n)
+        s += L(f"subs      %[n], %[n], #{n}")
         s += L(f"bge       {top}b")
         s += LBL(nxt)
-        used = max(used, k + n + (n - 1) * stride + k)
+        s += L(f"add       %[n], %[n], #{n}")
+    return s
+
+
+def wk_block(k: int, stride: int) -> int:
+    """The widest block of pixels whose sums, g and window fit the 32 FPU registers."""
+    return min(8, (32 - 2 * k + stride) // (stride + 1))
+
+
+def wk_asm(k: int, stride: int) -> tuple[str, int]:
+    """The row's pixels in blocks of wk_block, 4, then 1."""
+    blocks = (wk_block(k, stride), 4)
+    s = L(f"vldm      %[acc], {{{sregs(0, k - 1)}}}")
+    s += blocks_loop(blocks, lambda i, n: wk_chunk(k, n, stride))
+    used = max(k + n + (n - 1) * stride + k for n in blocks)
     s += L("cmp       %[n], #0")
     s += L("beq       9f")
     s += LBL(30)
@@ -601,17 +614,8 @@ DK_S2_PAIRS = 6  # the widest stride-2 block: 12 sums, 6 + kk window floats, k w
 
 def dk_asm(k: int, stride: int, phase: int = 0) -> tuple[str, int]:
     blocks = (8, 4, 1) if stride == 1 else (DK_S2_PAIRS, 4, 1)
-    s = ""
-    for i, n in enumerate(blocks):
-        top, nxt = 10 + i, 20 + i
-        s += L(f"cmp       %[n], #{n}")
-        s += L(f"blt       {nxt}f")
-        s += LBL(top)
-        s += dk_s1_block(k, n, 30 + i) if stride == 1 else dk_s2_block(k, n, 30 + i, phase)
-        s += L(f"sub       %[n], %[n], #{n}")
-        s += L(f"cmp       %[n], #{n}")
-        s += L(f"bge       {top}b")
-        s += LBL(nxt)
+    s = blocks_loop(blocks, lambda i, n: dk_s1_block(k, n, 30 + i) if stride == 1
+                    else dk_s2_block(k, n, 30 + i, phase))
     used = 16 + k - 1 + k if stride == 1 else 3 * DK_S2_PAIRS + (k - 1) // 2 + k
     return s, used
 
@@ -702,23 +706,27 @@ static inline void tt_g_dwk_sums(const int8_t *xc, const float *gc, int32_t H, i
 {
     int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
     int32_t len = W + 2 * pad_w;
-    int32_t held[TT_QGRAD_DWK_MAX];
-    const float *rp[TT_QGRAD_DWK_MAX];
+    float *ring[2 * TT_QGRAD_DWK_MAX], **rp = ring;
     for (int32_t e = 0; e < k * k; e++) sums[e] = 0.0f;
-    for (int32_t s = 0; s < k; s++) held[s] = INT32_MIN;
-    for (int32_t i = 0; i < Ho; i++) {
-        for (int32_t ky = 0; ky < k; ky++) {
-            int32_t iy = i * stride - pad_h + ky, slot = (iy + pad_h) % k;
-            float *row = rows + slot * len;
-            if (held[slot] != iy) {
-                held[slot] = iy;
-                if (iy >= 0 && iy < H) {
-                    tt_g_dw_rowf(xc + iy * W, W, pad_w, x_zero, row);
-                } else {
-                    memset(row, 0, (size_t)len * sizeof(float));
-                }
+    for (int32_t s = 0; s < k; s++) ring[s] = ring[s + k] = rows + s * len;
+    for (int32_t i = 0, head = 0; i < Ho; i++) {
+        /* tap row ky of output row i is input row i stride - pad_h + ky: the previous
+         * window's rows stride.. are this one's 0..k-stride-1 (rp = ring + head, the ring's
+         * k rows listed twice), the last stride rows are new (all k for i = 0) */
+        int32_t fresh = k;
+        if (i > 0) {
+            fresh = stride;
+            head += stride;
+            if (head >= k) head -= k;
+            rp = ring + head;
+        }
+        for (int32_t ky = k - fresh; ky < k; ky++) {
+            int32_t iy = i * stride - pad_h + ky;
+            if (iy >= 0 && iy < H) {
+                tt_g_dw_rowf(xc + iy * W, W, pad_w, x_zero, rp[ky]);
+            } else {
+                memset(rp[ky], 0, (size_t)len * sizeof(float));
             }
-            rp[ky] = row;
         }
         for (int32_t ky = 0; ky < k; ky++) {
             tt_g_dwk_wrow(sums + k * ky, rp[ky], gc + i * Wo, k, stride, Wo);

@@ -1939,7 +1939,7 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
     if (k == 5 && stride == 1) {
         __asm__ volatile(
         "vldm      %[acc], {s0-s4}\n\t"
-        "cmp       %[n], #8\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "vldmia    %[g]!, {s5-s12}\n\t"
@@ -1985,11 +1985,11 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
         "vmla.f32  s2, s12, s22\n\t"
         "vmla.f32  s3, s12, s23\n\t"
         "vmla.f32  s4, s12, s24\n\t"
-        "sub       %[n], %[n], #8\n\t"
-        "cmp       %[n], #8\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #4\n\t"
+        "add       %[n], %[n], #8\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "vldmia    %[g]!, {s5-s8}\n\t"
@@ -2015,10 +2015,10 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
         "vmla.f32  s2, s8, s14\n\t"
         "vmla.f32  s3, s8, s15\n\t"
         "vmla.f32  s4, s8, s16\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "bge       11b\n\t"
         "21:\n\t"
+        "add       %[n], %[n], #4\n\t"
         "cmp       %[n], #0\n\t"
         "beq       9f\n\t"
         "30:\n\t"
@@ -2041,9 +2041,59 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
     } else if (k == 5 && stride == 2) {
         __asm__ volatile(
         "vldm      %[acc], {s0-s4}\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "blt       20f\n\t"
         "10:\n\t"
+        "vldmia    %[g]!, {s5-s12}\n\t"
+        "vldm      %[r], {s13-s31}\n\t"
+        "add       %[r], %[r], #64\n\t"
+        "vmla.f32  s0, s5, s13\n\t"
+        "vmla.f32  s1, s5, s14\n\t"
+        "vmla.f32  s2, s5, s15\n\t"
+        "vmla.f32  s3, s5, s16\n\t"
+        "vmla.f32  s4, s5, s17\n\t"
+        "vmla.f32  s0, s6, s15\n\t"
+        "vmla.f32  s1, s6, s16\n\t"
+        "vmla.f32  s2, s6, s17\n\t"
+        "vmla.f32  s3, s6, s18\n\t"
+        "vmla.f32  s4, s6, s19\n\t"
+        "vmla.f32  s0, s7, s17\n\t"
+        "vmla.f32  s1, s7, s18\n\t"
+        "vmla.f32  s2, s7, s19\n\t"
+        "vmla.f32  s3, s7, s20\n\t"
+        "vmla.f32  s4, s7, s21\n\t"
+        "vmla.f32  s0, s8, s19\n\t"
+        "vmla.f32  s1, s8, s20\n\t"
+        "vmla.f32  s2, s8, s21\n\t"
+        "vmla.f32  s3, s8, s22\n\t"
+        "vmla.f32  s4, s8, s23\n\t"
+        "vmla.f32  s0, s9, s21\n\t"
+        "vmla.f32  s1, s9, s22\n\t"
+        "vmla.f32  s2, s9, s23\n\t"
+        "vmla.f32  s3, s9, s24\n\t"
+        "vmla.f32  s4, s9, s25\n\t"
+        "vmla.f32  s0, s10, s23\n\t"
+        "vmla.f32  s1, s10, s24\n\t"
+        "vmla.f32  s2, s10, s25\n\t"
+        "vmla.f32  s3, s10, s26\n\t"
+        "vmla.f32  s4, s10, s27\n\t"
+        "vmla.f32  s0, s11, s25\n\t"
+        "vmla.f32  s1, s11, s26\n\t"
+        "vmla.f32  s2, s11, s27\n\t"
+        "vmla.f32  s3, s11, s28\n\t"
+        "vmla.f32  s4, s11, s29\n\t"
+        "vmla.f32  s0, s12, s27\n\t"
+        "vmla.f32  s1, s12, s28\n\t"
+        "vmla.f32  s2, s12, s29\n\t"
+        "vmla.f32  s3, s12, s30\n\t"
+        "vmla.f32  s4, s12, s31\n\t"
+        "subs      %[n], %[n], #8\n\t"
+        "bge       10b\n\t"
+        "20:\n\t"
+        "add       %[n], %[n], #8\n\t"
+        "subs      %[n], %[n], #4\n\t"
+        "blt       21f\n\t"
+        "11:\n\t"
         "vldmia    %[g]!, {s5-s8}\n\t"
         "vldm      %[r], {s9-s19}\n\t"
         "add       %[r], %[r], #32\n\t"
@@ -2067,10 +2117,10 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
         "vmla.f32  s2, s8, s17\n\t"
         "vmla.f32  s3, s8, s18\n\t"
         "vmla.f32  s4, s8, s19\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
-        "bge       10b\n\t"
-        "20:\n\t"
+        "subs      %[n], %[n], #4\n\t"
+        "bge       11b\n\t"
+        "21:\n\t"
+        "add       %[n], %[n], #4\n\t"
         "cmp       %[n], #0\n\t"
         "beq       9f\n\t"
         "30:\n\t"
@@ -2088,12 +2138,12 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
         "vstm      %[acc], {s0-s4}\n\t"
         : [r] "+&r"(r), [g] "+&r"(g), [n] "+&r"(n)
         : [acc] "r"(acc)
-        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19");
+        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31");
         return;
     } else if (k == 7 && stride == 1) {
         __asm__ volatile(
         "vldm      %[acc], {s0-s6}\n\t"
-        "cmp       %[n], #8\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "vldmia    %[g]!, {s7-s14}\n\t"
@@ -2155,11 +2205,11 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
         "vmla.f32  s4, s14, s26\n\t"
         "vmla.f32  s5, s14, s27\n\t"
         "vmla.f32  s6, s14, s28\n\t"
-        "sub       %[n], %[n], #8\n\t"
-        "cmp       %[n], #8\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #4\n\t"
+        "add       %[n], %[n], #8\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "vldmia    %[g]!, {s7-s10}\n\t"
@@ -2193,10 +2243,10 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
         "vmla.f32  s4, s10, s18\n\t"
         "vmla.f32  s5, s10, s19\n\t"
         "vmla.f32  s6, s10, s20\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "bge       11b\n\t"
         "21:\n\t"
+        "add       %[n], %[n], #4\n\t"
         "cmp       %[n], #0\n\t"
         "beq       9f\n\t"
         "30:\n\t"
@@ -2221,9 +2271,61 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
     } else if (k == 7 && stride == 2) {
         __asm__ volatile(
         "vldm      %[acc], {s0-s6}\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "blt       20f\n\t"
         "10:\n\t"
+        "vldmia    %[g]!, {s7-s12}\n\t"
+        "vldm      %[r], {s13-s29}\n\t"
+        "add       %[r], %[r], #48\n\t"
+        "vmla.f32  s0, s7, s13\n\t"
+        "vmla.f32  s1, s7, s14\n\t"
+        "vmla.f32  s2, s7, s15\n\t"
+        "vmla.f32  s3, s7, s16\n\t"
+        "vmla.f32  s4, s7, s17\n\t"
+        "vmla.f32  s5, s7, s18\n\t"
+        "vmla.f32  s6, s7, s19\n\t"
+        "vmla.f32  s0, s8, s15\n\t"
+        "vmla.f32  s1, s8, s16\n\t"
+        "vmla.f32  s2, s8, s17\n\t"
+        "vmla.f32  s3, s8, s18\n\t"
+        "vmla.f32  s4, s8, s19\n\t"
+        "vmla.f32  s5, s8, s20\n\t"
+        "vmla.f32  s6, s8, s21\n\t"
+        "vmla.f32  s0, s9, s17\n\t"
+        "vmla.f32  s1, s9, s18\n\t"
+        "vmla.f32  s2, s9, s19\n\t"
+        "vmla.f32  s3, s9, s20\n\t"
+        "vmla.f32  s4, s9, s21\n\t"
+        "vmla.f32  s5, s9, s22\n\t"
+        "vmla.f32  s6, s9, s23\n\t"
+        "vmla.f32  s0, s10, s19\n\t"
+        "vmla.f32  s1, s10, s20\n\t"
+        "vmla.f32  s2, s10, s21\n\t"
+        "vmla.f32  s3, s10, s22\n\t"
+        "vmla.f32  s4, s10, s23\n\t"
+        "vmla.f32  s5, s10, s24\n\t"
+        "vmla.f32  s6, s10, s25\n\t"
+        "vmla.f32  s0, s11, s21\n\t"
+        "vmla.f32  s1, s11, s22\n\t"
+        "vmla.f32  s2, s11, s23\n\t"
+        "vmla.f32  s3, s11, s24\n\t"
+        "vmla.f32  s4, s11, s25\n\t"
+        "vmla.f32  s5, s11, s26\n\t"
+        "vmla.f32  s6, s11, s27\n\t"
+        "vmla.f32  s0, s12, s23\n\t"
+        "vmla.f32  s1, s12, s24\n\t"
+        "vmla.f32  s2, s12, s25\n\t"
+        "vmla.f32  s3, s12, s26\n\t"
+        "vmla.f32  s4, s12, s27\n\t"
+        "vmla.f32  s5, s12, s28\n\t"
+        "vmla.f32  s6, s12, s29\n\t"
+        "subs      %[n], %[n], #6\n\t"
+        "bge       10b\n\t"
+        "20:\n\t"
+        "add       %[n], %[n], #6\n\t"
+        "subs      %[n], %[n], #4\n\t"
+        "blt       21f\n\t"
+        "11:\n\t"
         "vldmia    %[g]!, {s7-s10}\n\t"
         "vldm      %[r], {s11-s23}\n\t"
         "add       %[r], %[r], #32\n\t"
@@ -2255,10 +2357,10 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
         "vmla.f32  s4, s10, s21\n\t"
         "vmla.f32  s5, s10, s22\n\t"
         "vmla.f32  s6, s10, s23\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
-        "bge       10b\n\t"
-        "20:\n\t"
+        "subs      %[n], %[n], #4\n\t"
+        "bge       11b\n\t"
+        "21:\n\t"
+        "add       %[n], %[n], #4\n\t"
         "cmp       %[n], #0\n\t"
         "beq       9f\n\t"
         "30:\n\t"
@@ -2278,7 +2380,7 @@ static inline void tt_g_dwk_wrow(float *acc, const float *r, const float *g, int
         "vstm      %[acc], {s0-s6}\n\t"
         : [r] "+&r"(r), [g] "+&r"(g), [n] "+&r"(n)
         : [acc] "r"(acc)
-        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23");
+        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29");
         return;
     }
 #endif
@@ -2315,7 +2417,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
     if (n <= 0) return;
     if (k == 5 && stride == 1 && phase == 0) {
         __asm__ volatile(
-        "cmp       %[n], #8\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2371,11 +2473,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       30b\n\t"
         "vstmia    %[dx]!, {s0-s7}\n\t"
         "add       %[off], %[off], #32\n\t"
-        "sub       %[n], %[n], #8\n\t"
-        "cmp       %[n], #8\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #4\n\t"
+        "add       %[n], %[n], #8\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2411,11 +2513,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       31b\n\t"
         "vstmia    %[dx]!, {s0-s3}\n\t"
         "add       %[off], %[off], #16\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "bge       11b\n\t"
         "21:\n\t"
-        "cmp       %[n], #1\n\t"
+        "add       %[n], %[n], #4\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "blt       22f\n\t"
         "12:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2436,10 +2538,10 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       32b\n\t"
         "vstmia    %[dx]!, {s0}\n\t"
         "add       %[off], %[off], #4\n\t"
-        "sub       %[n], %[n], #1\n\t"
-        "cmp       %[n], #1\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "bge       12b\n\t"
         "22:\n\t"
+        "add       %[n], %[n], #1\n\t"
         : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
           [wq] "=&r"(wq)
         : [tab] "r"(tab), [end] "r"(end)
@@ -2447,7 +2549,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         return;
     } else if (k == 7 && stride == 1 && phase == 0) {
         __asm__ volatile(
-        "cmp       %[n], #8\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2519,11 +2621,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       30b\n\t"
         "vstmia    %[dx]!, {s0-s7}\n\t"
         "add       %[off], %[off], #32\n\t"
-        "sub       %[n], %[n], #8\n\t"
-        "cmp       %[n], #8\n\t"
+        "subs      %[n], %[n], #8\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #4\n\t"
+        "add       %[n], %[n], #8\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2567,11 +2669,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       31b\n\t"
         "vstmia    %[dx]!, {s0-s3}\n\t"
         "add       %[off], %[off], #16\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "bge       11b\n\t"
         "21:\n\t"
-        "cmp       %[n], #1\n\t"
+        "add       %[n], %[n], #4\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "blt       22f\n\t"
         "12:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2594,10 +2696,10 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       32b\n\t"
         "vstmia    %[dx]!, {s0}\n\t"
         "add       %[off], %[off], #4\n\t"
-        "sub       %[n], %[n], #1\n\t"
-        "cmp       %[n], #1\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "bge       12b\n\t"
         "22:\n\t"
+        "add       %[n], %[n], #1\n\t"
         : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
           [wq] "=&r"(wq)
         : [tab] "r"(tab), [end] "r"(end)
@@ -2605,7 +2707,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         return;
     } else if (k == 5 && stride == 2 && phase == 0) {
         __asm__ volatile(
-        "cmp       %[n], #6\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2651,11 +2753,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       30b\n\t"
         "vstmia    %[dx]!, {s0-s11}\n\t"
         "add       %[off], %[off], #24\n\t"
-        "sub       %[n], %[n], #6\n\t"
-        "cmp       %[n], #6\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #4\n\t"
+        "add       %[n], %[n], #6\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2691,11 +2793,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       31b\n\t"
         "vstmia    %[dx]!, {s0-s7}\n\t"
         "add       %[off], %[off], #16\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "bge       11b\n\t"
         "21:\n\t"
-        "cmp       %[n], #1\n\t"
+        "add       %[n], %[n], #4\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "blt       22f\n\t"
         "12:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2716,10 +2818,10 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       32b\n\t"
         "vstmia    %[dx]!, {s0-s1}\n\t"
         "add       %[off], %[off], #4\n\t"
-        "sub       %[n], %[n], #1\n\t"
-        "cmp       %[n], #1\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "bge       12b\n\t"
         "22:\n\t"
+        "add       %[n], %[n], #1\n\t"
         : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
           [wq] "=&r"(wq)
         : [tab] "r"(tab), [end] "r"(end)
@@ -2727,7 +2829,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         return;
     } else if (k == 5 && stride == 2 && phase == 1) {
         __asm__ volatile(
-        "cmp       %[n], #6\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2773,11 +2875,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       30b\n\t"
         "vstmia    %[dx]!, {s0-s11}\n\t"
         "add       %[off], %[off], #24\n\t"
-        "sub       %[n], %[n], #6\n\t"
-        "cmp       %[n], #6\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #4\n\t"
+        "add       %[n], %[n], #6\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2813,11 +2915,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       31b\n\t"
         "vstmia    %[dx]!, {s0-s7}\n\t"
         "add       %[off], %[off], #16\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "bge       11b\n\t"
         "21:\n\t"
-        "cmp       %[n], #1\n\t"
+        "add       %[n], %[n], #4\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "blt       22f\n\t"
         "12:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2838,10 +2940,10 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       32b\n\t"
         "vstmia    %[dx]!, {s0-s1}\n\t"
         "add       %[off], %[off], #4\n\t"
-        "sub       %[n], %[n], #1\n\t"
-        "cmp       %[n], #1\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "bge       12b\n\t"
         "22:\n\t"
+        "add       %[n], %[n], #1\n\t"
         : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
           [wq] "=&r"(wq)
         : [tab] "r"(tab), [end] "r"(end)
@@ -2849,7 +2951,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         return;
     } else if (k == 7 && stride == 2 && phase == 0) {
         __asm__ volatile(
-        "cmp       %[n], #6\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2907,11 +3009,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       30b\n\t"
         "vstmia    %[dx]!, {s0-s11}\n\t"
         "add       %[off], %[off], #24\n\t"
-        "sub       %[n], %[n], #6\n\t"
-        "cmp       %[n], #6\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #4\n\t"
+        "add       %[n], %[n], #6\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2955,11 +3057,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       31b\n\t"
         "vstmia    %[dx]!, {s0-s7}\n\t"
         "add       %[off], %[off], #16\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "bge       11b\n\t"
         "21:\n\t"
-        "cmp       %[n], #1\n\t"
+        "add       %[n], %[n], #4\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "blt       22f\n\t"
         "12:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -2982,10 +3084,10 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       32b\n\t"
         "vstmia    %[dx]!, {s0-s1}\n\t"
         "add       %[off], %[off], #4\n\t"
-        "sub       %[n], %[n], #1\n\t"
-        "cmp       %[n], #1\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "bge       12b\n\t"
         "22:\n\t"
+        "add       %[n], %[n], #1\n\t"
         : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
           [wq] "=&r"(wq)
         : [tab] "r"(tab), [end] "r"(end)
@@ -2993,7 +3095,7 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         return;
     } else if (k == 7 && stride == 2 && phase == 1) {
         __asm__ volatile(
-        "cmp       %[n], #6\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "blt       20f\n\t"
         "10:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -3051,11 +3153,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       30b\n\t"
         "vstmia    %[dx]!, {s0-s11}\n\t"
         "add       %[off], %[off], #24\n\t"
-        "sub       %[n], %[n], #6\n\t"
-        "cmp       %[n], #6\n\t"
+        "subs      %[n], %[n], #6\n\t"
         "bge       10b\n\t"
         "20:\n\t"
-        "cmp       %[n], #4\n\t"
+        "add       %[n], %[n], #6\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "blt       21f\n\t"
         "11:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -3099,11 +3201,11 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       31b\n\t"
         "vstmia    %[dx]!, {s0-s7}\n\t"
         "add       %[off], %[off], #16\n\t"
-        "sub       %[n], %[n], #4\n\t"
-        "cmp       %[n], #4\n\t"
+        "subs      %[n], %[n], #4\n\t"
         "bge       11b\n\t"
         "21:\n\t"
-        "cmp       %[n], #1\n\t"
+        "add       %[n], %[n], #4\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "blt       22f\n\t"
         "12:\n\t"
         "ldr       %[t], [%[tab]]\n\t"
@@ -3126,10 +3228,10 @@ static inline void tt_g_dwk_drow(float *dx, const float *const *tab, const float
         "bne       32b\n\t"
         "vstmia    %[dx]!, {s0-s1}\n\t"
         "add       %[off], %[off], #4\n\t"
-        "sub       %[n], %[n], #1\n\t"
-        "cmp       %[n], #1\n\t"
+        "subs      %[n], %[n], #1\n\t"
         "bge       12b\n\t"
         "22:\n\t"
+        "add       %[n], %[n], #1\n\t"
         : [dx] "+&r"(dx), [n] "+&r"(n), [off] "+&r"(off), [rp] "=&r"(rp), [t] "=&r"(t),
           [wq] "=&r"(wq)
         : [tab] "r"(tab), [end] "r"(end)
@@ -3178,23 +3280,27 @@ static inline void tt_g_dwk_sums(const int8_t *xc, const float *gc, int32_t H, i
 {
     int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
     int32_t len = W + 2 * pad_w;
-    int32_t held[TT_QGRAD_DWK_MAX];
-    const float *rp[TT_QGRAD_DWK_MAX];
+    float *ring[2 * TT_QGRAD_DWK_MAX], **rp = ring;
     for (int32_t e = 0; e < k * k; e++) sums[e] = 0.0f;
-    for (int32_t s = 0; s < k; s++) held[s] = INT32_MIN;
-    for (int32_t i = 0; i < Ho; i++) {
-        for (int32_t ky = 0; ky < k; ky++) {
-            int32_t iy = i * stride - pad_h + ky, slot = (iy + pad_h) % k;
-            float *row = rows + slot * len;
-            if (held[slot] != iy) {
-                held[slot] = iy;
-                if (iy >= 0 && iy < H) {
-                    tt_g_dw_rowf(xc + iy * W, W, pad_w, x_zero, row);
-                } else {
-                    memset(row, 0, (size_t)len * sizeof(float));
-                }
+    for (int32_t s = 0; s < k; s++) ring[s] = ring[s + k] = rows + s * len;
+    for (int32_t i = 0, head = 0; i < Ho; i++) {
+        /* tap row ky of output row i is input row i stride - pad_h + ky: the previous
+         * window's rows stride.. are this one's 0..k-stride-1 (rp = ring + head, the ring's
+         * k rows listed twice), the last stride rows are new (all k for i = 0) */
+        int32_t fresh = k;
+        if (i > 0) {
+            fresh = stride;
+            head += stride;
+            if (head >= k) head -= k;
+            rp = ring + head;
+        }
+        for (int32_t ky = k - fresh; ky < k; ky++) {
+            int32_t iy = i * stride - pad_h + ky;
+            if (iy >= 0 && iy < H) {
+                tt_g_dw_rowf(xc + iy * W, W, pad_w, x_zero, rp[ky]);
+            } else {
+                memset(rp[ky], 0, (size_t)len * sizeof(float));
             }
-            rp[ky] = row;
         }
         for (int32_t ky = 0; ky < k; ky++) {
             tt_g_dwk_wrow(sums + k * ky, rp[ky], gc + i * Wo, k, stride, Wo);
