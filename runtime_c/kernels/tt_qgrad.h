@@ -51,7 +51,7 @@
  * Scratch (caller-provided, 4-byte aligned, TT_QGRAD_*_SCRATCH bytes): float copies of
  * x - x_zero, 4 * 8 * min(P, 64) bytes (<= 2 KB) for the groups=1 weight gradient and update
  * (P output pixels); 12 * (W + 2 pad_w) bytes for the
- * depthwise weight gradient (3 padded rows); TT_QGRAD_DATA_1X1_SCRATCH(O) bytes (<= 2 KB) for
+ * depthwise weight gradient (3 padded rows); TT_QGRAD_DATA_1X1_SCRATCH(O, P) bytes (<= 9.5 KB) for
  * tt_qgrad_data_1x1; k rows of floats for the depthwise k x k gradients
  * (TT_QGRAD_WEIGHT_DWK_SCRATCH, TT_QGRAD_DATA_DWK_SCRATCH). The other data gradients and the
  * bias gradient need none.
@@ -856,15 +856,21 @@ static inline void tt_qgrad_data(const float *g, const int8_t *w, float *dx, int
  * summed over o = 0..O-1 in order from +0.0f, as data_grad): tiles of 4 input channels x 4
  * pixels held in 16 float registers, each o adding g[o, 4 pixels] * w[o, 4 channels] (16 VMLA
  * per VLDM of g and VLDM of the pre-converted weights). O is cut in chunks of
- * TT_QGRAD_D1X1_OCH outputs: per (4-channel tile, chunk) the weights are converted to float
+ * TT_QGRAD_D1X1_OCH outputs: per (chunk, 4-channel tile) the weights are converted to float
  * once into scratch and reused by every pixel tile; a chunk after the first continues from the
- * partial sums stored in dx (a float store and reload is exact). The last channel tile is
- * C - 4 when 4 does not divide C (its overlap with the previous tile is recomputed from +0.0f
- * to the same bits); pixels past the last multiple of 4 go by 4 channels x 1 pixel. C < 4:
- * one element at a time. Scratch: 16 zero floats + 4 floats per output of a chunk. */
+ * partial sums stored in dx (a float store and reload is exact). Planes of at most
+ * TT_QGRAD_D1X1_GT_MAXP pixels (the 4x4 planes of the last blocks, where each converted weight
+ * serves only P pixels) also copy the chunk's g in pixel-tile order, so that the g rows of a
+ * tile are consecutive (one VLDM with writeback per output instead of a VLDM and an ADD).
+ * Channels past the last multiple of 4 and pixels past the last multiple of 4 go by 1 channel
+ * x 1 pixel / 4 channels x 1 pixel. Scratch: 16 zero floats, 4 floats per output of a chunk,
+ * and (P <= TT_QGRAD_D1X1_GT_MAXP) the chunk's g in full pixel tiles. */
 #define TT_QGRAD_D1X1_OCH 120
-#define TT_QGRAD_DATA_1X1_SCRATCH(O) \
-    (64 + 16 * ((O) < TT_QGRAD_D1X1_OCH ? (O) : TT_QGRAD_D1X1_OCH))
+#define TT_QGRAD_D1X1_GT_MAXP 16
+#define TT_QGRAD_D1X1_CHUNK(O) ((O) < TT_QGRAD_D1X1_OCH ? (O) : TT_QGRAD_D1X1_OCH)
+#define TT_QGRAD_DATA_1X1_SCRATCH(O, P)                                                            \
+    (64 + 16 * TT_QGRAD_D1X1_CHUNK(O) +                                                          \
+     ((P) <= TT_QGRAD_D1X1_GT_MAXP ? 4 * TT_QGRAD_D1X1_CHUNK(O) * ((P) & ~3) : 0))
 
 /* one output's 4 weights: 4 byte loads, 4 table loads, one STM; w += C */
 #define TT_G_D1X1_CVT                                                                             \
@@ -937,11 +943,15 @@ static inline void tt_g_d1x1_convert(const int8_t *w, int32_t C, float *ws, int3
  * Assembly: the 16 sums in s0-s15; o by 12 per loop iteration, in groups of 3 outputs whose
  * 12 weights come by one VLDM (16 VMLA per VLDM of a g row); the rest by 6, 3, then 2 or 1. */
 #if TT_QGRAD_ASM
-/* one output q: its g row in s16-s19 times its 4 weights in s20-s23 (WB 20), s24-s27
- * (24) or s28-s31 (28) */
-#define TT_G_D1X1_O20 \
+/* one output q: its g row in s16-s19 (GL: TT_G_D1X1_GS, strided rows, or TT_G_D1X1_GC,
+ * consecutive rows) times its 4 weights in s20-s23 (WB 20), s24-s27 (24) or s28-s31 (28) */
+#define TT_G_D1X1_GS \
     "vldm     %[g], {s16-s19}\n\t" \
-    "add      %[g], %[g], %[gs]\n\t" \
+    "add      %[g], %[g], %[gs]\n\t"
+#define TT_G_D1X1_GC \
+    "vldmia   %[g]!, {s16-s19}\n\t"
+#define TT_G_D1X1_O20(GL) \
+    GL \
     "vmla.f32 s0, s16, s20\n\t" \
     "vmla.f32 s1, s17, s20\n\t" \
     "vmla.f32 s2, s18, s20\n\t" \
@@ -958,9 +968,8 @@ static inline void tt_g_d1x1_convert(const int8_t *w, int32_t C, float *ws, int3
     "vmla.f32 s13, s17, s23\n\t" \
     "vmla.f32 s14, s18, s23\n\t" \
     "vmla.f32 s15, s19, s23\n\t"
-#define TT_G_D1X1_O24 \
-    "vldm     %[g], {s16-s19}\n\t" \
-    "add      %[g], %[g], %[gs]\n\t" \
+#define TT_G_D1X1_O24(GL) \
+    GL \
     "vmla.f32 s0, s16, s24\n\t" \
     "vmla.f32 s1, s17, s24\n\t" \
     "vmla.f32 s2, s18, s24\n\t" \
@@ -977,9 +986,8 @@ static inline void tt_g_d1x1_convert(const int8_t *w, int32_t C, float *ws, int3
     "vmla.f32 s13, s17, s27\n\t" \
     "vmla.f32 s14, s18, s27\n\t" \
     "vmla.f32 s15, s19, s27\n\t"
-#define TT_G_D1X1_O28 \
-    "vldm     %[g], {s16-s19}\n\t" \
-    "add      %[g], %[g], %[gs]\n\t" \
+#define TT_G_D1X1_O28(GL) \
+    GL \
     "vmla.f32 s0, s16, s28\n\t" \
     "vmla.f32 s1, s17, s28\n\t" \
     "vmla.f32 s2, s18, s28\n\t" \
@@ -997,74 +1005,77 @@ static inline void tt_g_d1x1_convert(const int8_t *w, int32_t C, float *ws, int3
     "vmla.f32 s14, s18, s31\n\t" \
     "vmla.f32 s15, s19, s31\n\t"
 /* three / two / one outputs: their weights by one VLDM, then each output's g row */
-#define TT_G_D1X1_O3 \
+#define TT_G_D1X1_O3(GL) \
     "vldmia   %[w]!, {s20-s31}\n\t" \
-    TT_G_D1X1_O20 TT_G_D1X1_O24 TT_G_D1X1_O28
-#define TT_G_D1X1_O2 \
+    TT_G_D1X1_O20(GL) TT_G_D1X1_O24(GL) TT_G_D1X1_O28(GL)
+#define TT_G_D1X1_O2(GL) \
     "vldmia   %[w]!, {s20-s27}\n\t" \
-    TT_G_D1X1_O20 TT_G_D1X1_O24
-#define TT_G_D1X1_O1 \
+    TT_G_D1X1_O20(GL) TT_G_D1X1_O24(GL)
+#define TT_G_D1X1_O1(GL) \
     "vldmia   %[w]!, {s20-s23}\n\t" \
-    TT_G_D1X1_O20
+    TT_G_D1X1_O20(GL)
+/* the 4 x 4 tile's assembly, its g rows loaded by GL */
+#define TT_G_D1X1_4X4_ASM(GL)             \
+__asm__ volatile(                                                                                  \
+    "cmp      %[ss], #0\n\t"                                                                       \
+    "bne      5f\n\t"                                                                              \
+    "vldm     %[s], {s0-s15}\n\t"                                                                  \
+    "b        6f\n"                                                                                \
+    "5:\n\t"                                                                                       \
+    "vldm     %[s], {s0-s3}\n\t"                                                                   \
+    "add      %[s], %[s], %[ss]\n\t"                                                               \
+    "vldm     %[s], {s4-s7}\n\t"                                                                   \
+    "add      %[s], %[s], %[ss]\n\t"                                                               \
+    "vldm     %[s], {s8-s11}\n\t"                                                                  \
+    "add      %[s], %[s], %[ss]\n\t"                                                               \
+    "vldm     %[s], {s12-s15}\n"                                                                   \
+    "6:\n\t"                                                                                       \
+    "subs     %[n], %[n], #12\n\t"                                                                 \
+    "blt      2f\n"                                                                                \
+    "1:\n\t"                                                                                       \
+    TT_G_D1X1_O3(GL) TT_G_D1X1_O3(GL) TT_G_D1X1_O3(GL) TT_G_D1X1_O3(GL)                            \
+    "subs     %[n], %[n], #12\n\t"                                                                 \
+    "bge      1b\n"                                                                                \
+    "2:\n\t"                                                                                       \
+    "adds     %[n], %[n], #12\n\t"                                                                 \
+    "beq      3f\n\t"                                                                              \
+    "cmp      %[n], #6\n\t"                                                                        \
+    "blt      7f\n\t"                                                                              \
+    TT_G_D1X1_O3(GL) TT_G_D1X1_O3(GL)                                                              \
+    "subs     %[n], %[n], #6\n"                                                                    \
+    "7:\n\t"                                                                                       \
+    "cmp      %[n], #3\n\t"                                                                        \
+    "blt      4f\n\t"                                                                              \
+    TT_G_D1X1_O3(GL)                                                                               \
+    "subs     %[n], %[n], #3\n"                                                                    \
+    "4:\n\t"                                                                                       \
+    "cmp      %[n], #2\n\t"                                                                        \
+    "beq      8f\n\t"                                                                              \
+    "cmp      %[n], #1\n\t"                                                                        \
+    "bne      3f\n\t"                                                                              \
+    TT_G_D1X1_O1(GL)                                                                               \
+    "b        3f\n"                                                                                \
+    "8:\n\t"                                                                                       \
+    TT_G_D1X1_O2(GL)                                                                               \
+    "3:\n\t"                                                                                       \
+    "vstm     %[d], {s0-s3}\n\t"                                                                   \
+    "add      %[d], %[d], %[ds]\n\t"                                                               \
+    "vstm     %[d], {s4-s7}\n\t"                                                                   \
+    "add      %[d], %[d], %[ds]\n\t"                                                               \
+    "vstm     %[d], {s8-s11}\n\t"                                                                  \
+    "add      %[d], %[d], %[ds]\n\t"                                                               \
+    "vstm     %[d], {s12-s15}\n\t"                                                                 \
+    : [s] "+&r"(src), [d] "+&r"(dst), [g] "+&r"(g), [w] "+&r"(ws), [n] "+&r"(n)                    \
+    : [ss] "r"(ss * 4), [ds] "r"(ds * 4), [gs] "r"(gs * 4)                                         \
+    : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10",           \
+      "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22",          \
+      "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31");
 #endif
-static inline void tt_g_d1x1_4x4(const float *src, int32_t ss, float *dst, int32_t ds,
+static inline __attribute__((always_inline)) void tt_g_d1x1_4x4(const float *src, int32_t ss, float *dst, int32_t ds,
                                  const float *g, int32_t gs, const float *ws, int32_t n)
 {
 #if TT_QGRAD_ASM
-    __asm__ volatile(
-        "cmp      %[ss], #0\n\t"
-        "bne      5f\n\t"
-        "vldm     %[s], {s0-s15}\n\t"
-        "b        6f\n"
-        "5:\n\t"
-        "vldm     %[s], {s0-s3}\n\t"
-        "add      %[s], %[s], %[ss]\n\t"
-        "vldm     %[s], {s4-s7}\n\t"
-        "add      %[s], %[s], %[ss]\n\t"
-        "vldm     %[s], {s8-s11}\n\t"
-        "add      %[s], %[s], %[ss]\n\t"
-        "vldm     %[s], {s12-s15}\n"
-        "6:\n\t"
-        "subs     %[n], %[n], #12\n\t"
-        "blt      2f\n"
-        "1:\n\t"
-        TT_G_D1X1_O3 TT_G_D1X1_O3 TT_G_D1X1_O3 TT_G_D1X1_O3
-        "subs     %[n], %[n], #12\n\t"
-        "bge      1b\n"
-        "2:\n\t"
-        "adds     %[n], %[n], #12\n\t"
-        "beq      3f\n\t"
-        "cmp      %[n], #6\n\t"
-        "blt      7f\n\t"
-        TT_G_D1X1_O3 TT_G_D1X1_O3
-        "subs     %[n], %[n], #6\n"
-        "7:\n\t"
-        "cmp      %[n], #3\n\t"
-        "blt      4f\n\t"
-        TT_G_D1X1_O3
-        "subs     %[n], %[n], #3\n"
-        "4:\n\t"
-        "cmp      %[n], #2\n\t"
-        "beq      8f\n\t"
-        "cmp      %[n], #1\n\t"
-        "bne      3f\n\t"
-        TT_G_D1X1_O1
-        "b        3f\n"
-        "8:\n\t"
-        TT_G_D1X1_O2
-        "3:\n\t"
-        "vstm     %[d], {s0-s3}\n\t"
-        "add      %[d], %[d], %[ds]\n\t"
-        "vstm     %[d], {s4-s7}\n\t"
-        "add      %[d], %[d], %[ds]\n\t"
-        "vstm     %[d], {s8-s11}\n\t"
-        "add      %[d], %[d], %[ds]\n\t"
-        "vstm     %[d], {s12-s15}\n\t"
-        : [s] "+&r"(src), [d] "+&r"(dst), [g] "+&r"(g), [w] "+&r"(ws), [n] "+&r"(n)
-        : [ss] "r"(ss * 4), [ds] "r"(ds * 4), [gs] "r"(gs * 4)
-        : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10",
-          "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22",
-          "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31");
+    TT_G_D1X1_4X4_ASM(TT_G_D1X1_GS);
 #else
     float acc[4][4];
     for (int32_t k = 0; k < 4; k++) {
@@ -1078,6 +1089,18 @@ static inline void tt_g_d1x1_4x4(const float *src, int32_t ss, float *dst, int32
     for (int32_t k = 0; k < 4; k++) {
         for (int32_t j = 0; j < 4; j++) dst[k * ds + j] = acc[k][j];
     }
+#endif
+}
+
+/* tt_g_d1x1_4x4 for consecutive g rows (gs = 4: g in pixel tiles, tt_g_d1x1_tiles) */
+static inline __attribute__((always_inline)) void tt_g_d1x1_4x4c(const float *src, int32_t ss, float *dst, int32_t ds,
+                                  const float *g, const float *ws, int32_t n)
+{
+#if TT_QGRAD_ASM
+    int32_t gs = 4;
+    TT_G_D1X1_4X4_ASM(TT_G_D1X1_GC);
+#else
+    tt_g_d1x1_4x4(src, ss, dst, ds, g, 4, ws, n);
 #endif
 }
 
@@ -1143,42 +1166,57 @@ static inline void tt_g_d1x1_4x1(const float *src, int32_t ss, float *dst, int32
 #endif
 }
 
+/* gt[t n 4 + q 4 + j] = g[q P + 4 t + j]: n rows of g in pixel-tile order (full tiles only) */
+static inline void tt_g_d1x1_tiles(const float *g, int32_t P, int32_t n, float *gt)
+{
+    for (int32_t p = 0; p + 4 <= P; p += 4) {
+        const float *gp = g + p;
+        for (int32_t q = 0; q < n; q++, gp += P, gt += 4) memcpy(gt, gp, 4 * sizeof(float));
+    }
+}
+
 /* dx (1, C, P) of a 1x1 stride-1 unpadded groups=1 conv: g float (1, O, P), w int8 (O, C);
- * scratch: TT_QGRAD_DATA_1X1_SCRATCH(O) bytes, 4-byte aligned. */
+ * scratch: TT_QGRAD_DATA_1X1_SCRATCH(O, P) bytes, 4-byte aligned. */
 static inline void tt_qgrad_data_1x1(const float *g, const int8_t *w, float *dx, int32_t C,
                                      int32_t P, int32_t O, void *scratch)
 {
-    if (C < 4) {
-        for (int32_t c = 0; c < C; c++) {
-            for (int32_t p = 0; p < P; p++) {
-                float acc = 0.0f;
-                for (int32_t o = 0; o < O; o++) {
-                    float gv = g[o * P + p], wf = (float)w[o * C + c];
+    int32_t C4 = C & ~3, P4 = P & ~3;
+    for (int32_t c = C4; c < C; c++) { /* channels past the tiles: one element at a time */
+        for (int32_t p = 0; p < P; p++) {
+            float acc = 0.0f;
+            for (int32_t o = 0; o < O; o++) {
+                float gv = g[o * P + p], wf = (float)w[o * C + c];
 #if TT_QGRAD_ASM
-                    __asm__("vmla.f32 %0, %1, %2" : "+&t"(acc) : "t"(gv), "t"(wf));
+                __asm__("vmla.f32 %0, %1, %2" : "+&t"(acc) : "t"(gv), "t"(wf));
 #else
-                    acc = acc + gv * wf;
+                acc = acc + gv * wf;
 #endif
-                }
-                dx[c * P + p] = acc;
             }
+            dx[c * P + p] = acc;
         }
-        return;
     }
-    float *zero = (float *)scratch, *ws = zero + 16;
+    if (C4 == 0) return;
+    float *zero = (float *)scratch, *ws = zero + 16, *gt = ws + 4 * TT_QGRAD_D1X1_CHUNK(O);
+    int tiled = P <= TT_QGRAD_D1X1_GT_MAXP;
     memset(zero, 0, 16 * sizeof(float));
-    for (int32_t c4 = 0; c4 < C; c4 += 4) {
-        int32_t c0 = tt_g_min(c4, C - 4);
-        float *dxc = dx + c0 * P;
-        for (int32_t o0 = 0; o0 < O; o0 += TT_QGRAD_D1X1_OCH) {
-            int32_t n = tt_g_min(TT_QGRAD_D1X1_OCH, O - o0);
+    for (int32_t o0 = 0; o0 < O; o0 += TT_QGRAD_D1X1_OCH) {
+        int32_t n = tt_g_min(TT_QGRAD_D1X1_OCH, O - o0);
+        const float *go = g + o0 * P;
+        if (tiled) tt_g_d1x1_tiles(go, P, n, gt);
+        int32_t ss = o0 > 0 ? P : 0; /* chunk 0 starts from the zero block */
+        for (int32_t c0 = 0; c0 < C4; c0 += 4) {
+            float *dxc = dx + c0 * P;
             tt_g_d1x1_convert(w + o0 * C + c0, C, ws, n);
-            const float *go = g + o0 * P;
-            int32_t ss = o0 > 0 ? P : 0; /* chunk 0 starts from the zero block */
-            for (int32_t p = 0; p < (P & ~3); p += 4) {
-                tt_g_d1x1_4x4(o0 > 0 ? dxc + p : zero, ss, dxc + p, P, go + p, P, ws, n);
+            if (tiled) {
+                for (int32_t p = 0; p < P4; p += 4) {
+                    tt_g_d1x1_4x4c(o0 > 0 ? dxc + p : zero, ss, dxc + p, P, gt + p * n, ws, n);
+                }
+            } else {
+                for (int32_t p = 0; p < P4; p += 4) {
+                    tt_g_d1x1_4x4(o0 > 0 ? dxc + p : zero, ss, dxc + p, P, go + p, P, ws, n);
+                }
             }
-            for (int32_t p = P & ~3; p < P; p++) {
+            for (int32_t p = P4; p < P; p++) {
                 tt_g_d1x1_4x1(o0 > 0 ? dxc + p : zero, ss, dxc + p, P, go + p, P, ws, n);
             }
         }

@@ -60,6 +60,7 @@ WEIGHT_DWK, DATA_DWK = "tt_qgrad_weight_dwk", "tt_qgrad_data_dwk"
 DATA_DWK_INPLACE = "tt_qgrad_data_dwk_inplace"
 DWK_KERNELS = (5, 7)
 DATA_1X1, DATA_1X1_OCH = "tt_qgrad_data_1x1", 120  # TT_QGRAD_D1X1_OCH
+DATA_1X1_GT_MAXP = 16  # TT_QGRAD_D1X1_GT_MAXP: planes whose g is copied in pixel tiles
 WEIGHT_PIX = 64  # TT_QGRAD_WG_PIX: TT_QGRAD_WEIGHT_SCRATCH(P) = 4 * 8 * min(P, 64) bytes
 EXPAND_DW = "tt_qconv_expand_dw"
 UPDATES = {"round": "tt_qgrad_update_round", "stochastic": "tt_qgrad_update_stochastic",
@@ -269,6 +270,14 @@ def weight_dwk_scratch_bytes(g: ConvGeometry) -> int:
     return 4 * g.kernel[1] * (g.in_hw[1] + 2 * g.padding[1])
 
 
+def data_1x1_scratch_bytes(out_channels: int, pixels: int) -> int:
+    """TT_QGRAD_DATA_1X1_SCRATCH(O, P): 16 zero floats, a chunk's converted weights and, for
+    planes of <= 16 pixels, the chunk's g in pixel tiles."""
+    chunk = min(out_channels, DATA_1X1_OCH)
+    tiles = 4 * chunk * (pixels & ~3) if pixels <= DATA_1X1_GT_MAXP else 0
+    return 64 + 16 * chunk + tiles
+
+
 def data_dwk_scratch_bytes(g: ConvGeometry) -> int:
     """TT_QGRAD_DATA_DWK_SCRATCH(W, k, stride, pad_w): k zero-padded float g rows."""
     w, k, pw = g.in_hw[1], g.kernel[1], g.padding[1]
@@ -315,8 +324,8 @@ def data_grad_fast(g: ConvGeometry) -> tirx.PrimFunc:
                          "depthwise only")
     (h, w), (kh, kw), (ph, pw), s = g.in_hw, g.kernel, g.padding, g.stride
     if name == DATA and kh == kw == s == 1 and ph == pw == 0:  # the register-blocked gather
-        scratch = 64 + 16 * min(g.out_channels, DATA_1X1_OCH)  # TT_QGRAD_DATA_1X1_SCRATCH(O)
-        return _extern(naive, DATA_1X1, (g.in_channels, h * w, g.out_channels), scratch)
+        return _extern(naive, DATA_1X1, (g.in_channels, h * w, g.out_channels),
+                       data_1x1_scratch_bytes(g.out_channels, h * w))
     if name == DATA_DWK:
         return _extern(naive, name, (g.in_channels, h, w, kh, s, ph, pw),
                        data_dwk_scratch_bytes(g))
