@@ -55,6 +55,7 @@ from tinytvm.toolchain import (
     RUNTIME_C,
     compile_cortex_m,
     compile_host_executable,
+    elf_sizes,
     run_qemu,
 )
 
@@ -352,12 +353,13 @@ PAPER_SCHEME = {"bias_last": 25, "weights": tuple(zip([27, 30, 33, 36, 39, 42, 4
                                                        [1, 1, 1, 1, 1, 0.125, 0.5, 1]))}
 
 
-def whole_step(work: Path, fast: bool) -> dict:
+def whole_step(work: Path, fast: bool, cflags=(), profile: bool = True) -> dict:
     """Instructions of one MobileNetV2-w0.35 (128x128, new 10-class head) sparse-update step in
     QEMU. Method: the harness runs evaluation (1 sample) + N steps + evaluation; the program is
     run with N = 0, 1 and 2 training steps and the step's count is the difference (N=2 - N=1,
     checked against N=1 - N=0). int8_update="round" and an 8 KB stack reserve: with fp32
-    master copies the model does not fit the 320 KB SRAM the harness links for."""
+    master copies the model does not fit the 320 KB SRAM the harness links for. `cflags`: more
+    compiler flags for the program; "flash": the linked program's flash bytes."""
     import tinytvm
     from tinytvm.harness import Dataset, run_training
     from tinytvm.models.paper import load_paper_model
@@ -380,12 +382,14 @@ def whole_step(work: Path, fast: bool) -> dict:
     for steps in (0, 1, 2):
         run = run_training(art, Dataset.int8(x[:2], y[:2]), Dataset.int8(x[2:], y[2:]), steps,
                            where="qemu", workdir=work / f"step{int(fast)}{steps}",
-                           profile=steps > 0)  # the N=0 run only anchors the counts
+                           profile=profile and steps > 0,  # N=0 only anchors the counts
+                           cflags=cflags)
         counts.append(run.instructions)
         profiles.append(run.profile or {})
         losses = run.losses
     by_function = {f: n - profiles[1].get(f, 0) for f, n in profiles[2].items()}
-    return {"step": counts[2] - counts[1], "first": counts[1] - counts[0],
+    flash = elf_sizes(work / f"step{int(fast)}2" / "train.elf")["flash_bytes"]
+    return {"step": counts[2] - counts[1], "first": counts[1] - counts[0], "flash": flash,
             "eval_only": counts[0], "losses": losses,
             "by_function": dict(sorted(by_function.items(), key=lambda item: -item[1]))}
 
@@ -393,8 +397,9 @@ def whole_step(work: Path, fast: bool) -> dict:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="QEMU instructions per MAC, naive vs fast kernels")
     ap.add_argument("--no-step", action="store_true", help="skip the whole-step count (~1 min)")
-    ap.add_argument("--only", choices=("forward", "backward", "fused", "step"),
-                    help="run only this table")
+    ap.add_argument("--only", choices=("forward", "backward", "fused", "step", "flash"),
+                    help="run only this table (flash: the step with and without inlined "
+                         "micro-kernels, not run by default)")
     return ap.parse_args(argv)
 
 
@@ -411,6 +416,8 @@ def main(argv=None):
         backward_fused_tables(console, want("backward"), want("fused"))
     if want("step") and not opts.no_step:
         step_tables(console)
+    if opts.only == "flash":
+        flash_table(console)
 
 
 def forward_runs(shape: Shape, work: Path, kinds=("naive", "fast")):
@@ -520,6 +527,25 @@ def step_tables(console):
                           steps["fast"]["losses"].view(np.uint32))
     console.print(f"losses naive == fast, bit for bit: {'yes' if same else 'NO'}")
     console.print(_profile_table(steps["fast"], top=15))
+
+
+def flash_table(console):
+    """The fast MobileNetV2 step built twice: micro-kernel entry points inlined into each layer's
+    kernel (the default) and kept as one out-of-line copy each (-DTT_Q_INLINE_KERNELS=0)."""
+    builds = {"inlined per layer (default)": (), "one copy (-DTT_Q_INLINE_KERNELS=0)":
+              ("-DTT_Q_INLINE_KERNELS=0",)}
+    with tempfile.TemporaryDirectory(prefix="tinytvm-fbench-") as tmp:
+        runs = {name: whole_step(Path(tmp) / str(i), True, flags, profile=False)
+                for i, (name, flags) in enumerate(builds.items())}
+    table = Table(title="MobileNetV2-w0.35 sparse step (fast kernels): flash vs instructions")
+    for col in ("micro-kernels", "flash bytes (ELF)", "step instructions", "losses (hex)"):
+        table.add_column(col, justify="right")
+    for name, r in runs.items():
+        table.add_row(name, f"{r['flash']:,}", f"{r['step']:,}",
+                      " ".join(f"{v:08x}" for v in r["losses"].view(np.uint32)))
+    console.print(table)
+    losses = [r["losses"].view(np.uint32) for r in runs.values()]
+    console.print(f"same losses, bit for bit: {'yes' if np.array_equal(*losses) else 'NO'}")
 
 
 def _profile_table(step: dict, top: int) -> Table:

@@ -596,20 +596,32 @@ def test_fast_training_step_equals_naive_on_host():
                                       np.asarray(value).view(np.uint8), err_msg=name)
 
 
-def test_fast_training_step_in_qemu_equals_naive_host(tmp_path):
+@pytest.mark.parametrize("inline", [True, False])
+def test_fast_training_step_in_qemu_equals_naive_host(tmp_path, inline):
     """The fast step on the Cortex-M7 (assembly paths) against the naive step on the host:
-    bit-identical losses over 3 steps."""
+    bit-identical losses over 3 steps; also with the micro-kernel entry points kept out of
+    line (-DTT_Q_INLINE_KERNELS=0, the flash-saving build): then they are functions of the
+    ELF, else inlined into the layers' kernels."""
+    from elftools.elf.elffile import ELFFile
+
     from tinytvm.harness import Dataset, run_training
 
-    naive, fast, _ = _tiny_training_builds("mps2-an500")
+    naive, fast, kinds = _tiny_training_builds("mps2-an500")
     rng = np.random.default_rng(9)
     x = rng.integers(-128, 128, (4, 1, 3, 15, 15)).astype(np.int8)
     y = rng.integers(0, 10, 4).astype(np.int32)
     train, evaluation = Dataset.int8(x[:3], y[:3]), Dataset.int8(x[3:], y[3:])
     host = run_training(naive, train, evaluation, 3, where="host", workdir=tmp_path / "host")
-    qemu = run_training(fast, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu")
+    qemu = run_training(fast, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu",
+                        cflags=() if inline else ("-DTT_Q_INLINE_KERNELS=0",))
     assert len(host.losses) == 3 and np.isfinite(host.losses).all()
     np.testing.assert_array_equal(qemu.losses.view(np.uint32), host.losses.view(np.uint32))
+    with open(tmp_path / "qemu" / "train.elf", "rb") as f:
+        symbols = {sym.name.split(".")[0] for sym in ELFFile(f).get_section_by_name(".symtab")
+                   .iter_symbols() if sym["st_info"]["type"] == "STT_FUNC"}
+    entry_points = {"tt_qconv_im2col", "tt_qconv_dw3x3"}
+    assert entry_points <= kinds
+    assert (entry_points & symbols) == (set() if inline else entry_points)
 
 
 # ---- fused kernels: expansion + depthwise, weight gradient + update ----------------------------

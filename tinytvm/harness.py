@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -132,9 +133,11 @@ def parse_output(where: str, text: str, instructions=None, sizes=None) -> Traini
 
 def run_training(artifact, train: Dataset, evaluation: Dataset, steps: int, *,
                  where: str = "qemu", workdir: str | Path | None = None,
-                 timeout: float = 600, profile: bool = False) -> TrainingRun:
+                 timeout: float = 600, profile: bool = False,
+                 cflags: Sequence[str] = ()) -> TrainingRun:
     """Build the harness with `artifact`'s C and run it `where` ('host' or 'qemu').
-    profile=True (QEMU): also the instructions executed in each function of the ELF."""
+    profile=True (QEMU): also the instructions executed in each function of the ELF.
+    cflags: more compiler flags (e.g. -DTT_Q_INLINE_KERNELS=0)."""
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="tinytvm-run-")
@@ -142,7 +145,7 @@ def run_training(artifact, train: Dataset, evaluation: Dataset, steps: int, *,
     work = artifact.save(workdir)
     (work / "dataset.h").write_text(dataset_header(train, evaluation, steps))
     sources = [work / f"{artifact.name}.c", RUNTIME_C / "harness" / "train_main.c"]
-    flags = [f'-DTT_MODEL_HEADER="{artifact.name}.h"']
+    flags = [f'-DTT_MODEL_HEADER="{artifact.name}.h"', *cflags]
     try:
         if where == "host":
             exe = compile_host_executable(sources, [work], work / "train_host", extra_cflags=flags)

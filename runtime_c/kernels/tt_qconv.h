@@ -44,8 +44,17 @@
 
 /* The entry points are inlined into each generated kernel, which calls them with constant
  * shapes: the compiler then specialises their loops per layer (measured on a MobileNetV2
- * training step: 6% fewer instructions for ~9% more code). */
+ * training step: 6% fewer instructions for ~9% more code). A model short of flash can keep one
+ * copy of each instead: build with -DTT_Q_INLINE_KERNELS=0 (the project's Makefile:
+ * make TT_CFLAGS=-DTT_Q_INLINE_KERNELS=0); benchmarks/kernels.py --only flash measures both. */
+#ifndef TT_Q_INLINE_KERNELS
+#define TT_Q_INLINE_KERNELS 1
+#endif
+#if TT_Q_INLINE_KERNELS
 #define TT_Q_SPECIALISED static inline __attribute__((always_inline))
+#else
+#define TT_Q_SPECIALISED static __attribute__((noinline, unused))
+#endif
 
 /* Bytes of scratch, 4-byte aligned. K = C * kh * kw: 4 pixel columns of int16, K rounded up
  * to a multiple of 4; a conv other than 1x1 stride 1 unpadded also keeps a table of its taps
