@@ -636,6 +636,8 @@ EXPAND_CASES = {  # name: (C, H, W, E, k, stride, (pad_h, pad_w))
     "c9_e10_13x13_k5_s2": (9, 13, 13, 10, 5, 2, (2, 1)),
     "c6_e9_10x9_k7_s1": (6, 10, 9, 9, 7, 1, (3, 3)),
     "c12_e8_12x12_k7_s2": (12, 12, 12, 8, 7, 2, (3, 3)),
+    "c8_e36_6x6_k3_s1": (8, 6, 6, 36, 3, 1, (1, 1)),  # channel groups of 16, 16, 4
+    "c3_e12_8x100_k7_s2": (3, 8, 100, 12, 7, 2, (3, 3)),  # rings over 8 KB: groups of 5
 }
 
 UPDATE_CASES = {  # name: (C, size, O, kernel, stride, groups, padding, rows)
@@ -737,8 +739,8 @@ def test_fast_expand_depthwise_matches_naive(tmp_path):
         naive, inputs, shape = expand_kernel(case, rng)
         fast = fast_version(naive)
         assert str(fast.attrs["tt.fast"]) == "tt_qconv_expand_dw"
-        c, _, w, _, k, _, (_, pad_w) = EXPAND_CASES[case]
-        assert int(fast.attrs["tt.scratch_bytes"]) == expand_dw_scratch_bytes(c, w, k, pad_w)
+        c, _, w, e, k, _, (_, pad_w) = EXPAND_CASES[case]
+        assert int(fast.attrs["tt.scratch_bytes"]) == expand_dw_scratch_bytes(c, w, e, k, pad_w)
         prims[f"n_{case}"], prims[f"f_{case}"] = naive, fast
         runs.append((case, inputs, shape))
     lib = _host_library(prims, tmp_path, "expand")
@@ -789,7 +791,7 @@ def test_fused_fast_kernels_on_cortex_m7(tmp_path):
     rng = np.random.default_rng(23)
     kernels = []
     for case in ("c8_e24_9x10_k3_s2", "c5_e12_7x7_k3_s1", "c3_e7_11x6_k5_s1",
-                 "c12_e8_12x12_k7_s2"):
+                 "c12_e8_12x12_k7_s2", "c8_e36_6x6_k3_s1", "c3_e12_8x100_k7_s2"):
         naive, inputs, _ = expand_kernel(case, rng)
         kernels.append((case, naive, inputs))
     for case, rounding in (("pointwise_13to10_8x8_rows3", "stochastic"),

@@ -828,88 +828,114 @@ TT_Q_SPECIALISED void tt_qconv_dw3x3(const int8_t *x, const int8_t *w, const int
 
 /* ---- 1x1 expansion fused with a depthwise k x k conv (tinytvm.quant.fuse_expand) ---------- */
 
-/* Expanded row iy of one channel into a padded int16 row of (e - dw_x_zero), e the requantized
- * expansion: acc = sum_rc (x[rc] - x_zero) w[rc] computed as init + sum_rc x[rc] w[rc], where
- * init = -x_zero sum w (+ bias when it may start the accumulator: `summed`). The int32 sum is
- * exact, so this equals qops' order-independent accumulation. wp[m] = (w[2m], w[2m+1]) as
- * int16, and (w[C-1], w[C-1]) for odd C. x: channel 0 of the row, P: the plane size. */
-static inline void tt_q_expand_row(const int8_t *x, int32_t C, int32_t P, int32_t W,
-                                   const uint32_t *wp, const int8_t *wc, int32_t init, int summed,
-                                   float bias, float scale, int32_t y_zero, int32_t dw_x_zero,
-                                   int16_t *row)
+/* Expansion channels computed together, row by row (tt_qconv_expand_dw): each input row is
+ * packed once for the group, each group keeps a ring of k expanded rows per channel; at most
+ * TT_Q_EXPAND_GROUP channels, fewer when their rings would take more than
+ * TT_Q_EXPAND_RING_BYTES (wide planes). */
+#define TT_Q_EXPAND_GROUP 16
+#define TT_Q_EXPAND_RING_BYTES 8192
+/* words of one packed input row: (C + 1) / 2 channel pairs x W rounded up to 4 pixels */
+#define TT_Q_EXPAND_XWORDS(C, W) ((((C) + 1) / 2) * (((W) + 3) & ~3))
+
+/* One input row (x: its channel-0 row, P: the plane size) with its channels in pairs for
+ * SMLAD, pixel groups of 4 outermost: xp[(j / 4) M 4 + m 4 + j % 4] = (x[2m, j], x[2m + 1, j])
+ * as int16 halves (M = (C + 1) / 2; x[C, j] = 0 for odd C, 0 for W <= j < W rounded up to 4). */
+static inline void tt_q_expand_pack(const int8_t *x, int32_t C, int32_t P, int32_t W,
+                                    uint32_t *xp)
 {
-    int32_t W4 = W & ~3;
-    for (int32_t ix = 0; ix < W4; ix += 4) {
-        const int8_t *xp = x + ix;
-        int32_t a0 = init, a1 = init, a2 = init, a3 = init;
-        int32_t m = C >> 1;
-#if TT_QCONV_DSP
-        /* per channel pair: 17 instructions for 8 MACs (GCC spills the accumulators) */
-        if (m > 0) {
-            const uint32_t *wq = wp;
-            uint32_t va, vb, e, w2;
-            __asm__(
-                "1:\n\t"
-                "ldr    %[va], [%[xp]]\n\t"
-                "ldr    %[vb], [%[xp], %[P]]\n\t"
-                "add    %[xp], %[xp], %[P], lsl #1\n\t"
-                "ldr    %[w2], [%[wq]], #4\n\t"
-                "sxtb16 %[e], %[va]\n\t"
-                "sxtb16 %[va], %[va], ror #8\n\t"
-                "smlabb %[a0], %[e], %[w2], %[a0]\n\t"
-                "smlatb %[a2], %[e], %[w2], %[a2]\n\t"
-                "sxtb16 %[e], %[vb]\n\t"
-                "sxtb16 %[vb], %[vb], ror #8\n\t"
-                "smlabt %[a0], %[e], %[w2], %[a0]\n\t"
-                "smlatt %[a2], %[e], %[w2], %[a2]\n\t"
-                "smlabb %[a1], %[va], %[w2], %[a1]\n\t"
-                "smlatb %[a3], %[va], %[w2], %[a3]\n\t"
-                "smlabt %[a1], %[vb], %[w2], %[a1]\n\t"
-                "smlatt %[a3], %[vb], %[w2], %[a3]\n\t"
-                "subs   %[n], %[n], #1\n\t"
-                "bne    1b\n\t"
-                : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xp] "+&r"(xp),
-                  [wq] "+&r"(wq), [n] "+&r"(m), [va] "=&r"(va), [vb] "=&r"(vb), [e] "=&r"(e),
-                  [w2] "=&r"(w2)
-                : [P] "r"(P)
-                : "cc", "memory");
-        }
-        m = C >> 1;
-#else
-        for (int32_t i = 0; i < m; i++, xp += 2 * P) {
-            uint32_t va = tt_q_ld32(xp), vb = tt_q_ld32(xp + P), w2 = wp[i];
+    int32_t M = (C + 1) / 2, W4 = W & ~3;
+    for (int32_t m = 0; m < M; m++) {
+        const int8_t *xa = x + 2 * m * P, *xb = xa + P;
+        int pair = 2 * m + 1 < C; /* channel 2m + 1 exists */
+        uint32_t *d = xp + 4 * m;
+        for (int32_t j = 0; j < W4; j += 4, d += 4 * M) {
+            uint32_t va = tt_q_ld32(xa + j), vb = pair ? tt_q_ld32(xb + j) : 0;
             uint32_t ae = tt_q_sxtb16(va), ao = tt_q_sxtb16_ror8(va);
             uint32_t be = tt_q_sxtb16(vb), bo = tt_q_sxtb16_ror8(vb);
-            a0 = tt_q_smlad(tt_q_pkhbt(ae, be), w2, a0); /* (x[rc, p0], x[rc+1, p0]) */
-            a1 = tt_q_smlad(tt_q_pkhbt(ao, bo), w2, a1);
-            a2 = tt_q_smlad(tt_q_pkhtb(be, ae), w2, a2);
-            a3 = tt_q_smlad(tt_q_pkhtb(bo, ao), w2, a3);
+            d[0] = tt_q_pkhbt_i(ae, be); /* (x[2m, j], x[2m + 1, j]) */
+            d[1] = tt_q_pkhbt_i(ao, bo);
+            d[2] = tt_q_pkhtb_i(be, ae);
+            d[3] = tt_q_pkhtb_i(bo, ao);
         }
-#endif
-        if (C & 1) {
-            uint32_t va = tt_q_ld32(xp), w2 = wp[m];
-            uint32_t ae = tt_q_sxtb16(va), ao = tt_q_sxtb16_ror8(va);
-            a0 = tt_q_smlabt(ae, w2, a0);
-            a1 = tt_q_smlabt(ao, w2, a1);
-            a2 = tt_q_smlatb(ae, w2, a2);
-            a3 = tt_q_smlatb(ao, w2, a3);
+        for (int32_t t = 0; W4 < W && t < 4; t++) {
+            int32_t j = W4 + t;
+            d[t] = tt_q_pack16(j < W ? xa[j] : 0, j < W && pair ? xb[j] : 0);
         }
-        if (summed) {
-            int32_t a[4] = {a0, a1, a2, a3};
-            tt_q_requant4_row16(a, scale, y_zero, dw_x_zero, row + ix);
-            continue;
-        }
-        row[ix] = (int16_t)(tt_q_requant(a0, bias, scale, y_zero) - dw_x_zero);
-        row[ix + 1] = (int16_t)(tt_q_requant(a1, bias, scale, y_zero) - dw_x_zero);
-        row[ix + 2] = (int16_t)(tt_q_requant(a2, bias, scale, y_zero) - dw_x_zero);
-        row[ix + 3] = (int16_t)(tt_q_requant(a3, bias, scale, y_zero) - dw_x_zero);
     }
-    for (int32_t ix = W4; ix < W; ix++) {
-        int32_t acc = init;
-        for (int32_t rc = 0; rc < C; rc++) acc += (int32_t)x[rc * P + ix] * wc[rc];
-        int8_t q = summed ? tt_q_requant_summed(acc, scale, y_zero)
-                          : tt_q_requant(acc, bias, scale, y_zero);
-        row[ix] = (int16_t)(q - dw_x_zero);
+}
+
+/* The int32 sums of one channel at 4 pixels: a[j] = init + sum_m SMLAD(xp[4m + j], wp[m]).
+ * The DSP path: per channel pair two LDRD and one LDR, four SMLAD; two pairs per iteration. */
+static inline __attribute__((always_inline)) void tt_q_expand4(const uint32_t *xp, int32_t M,
+                                                               const uint32_t *wp, int32_t init,
+                                                               int32_t a[4])
+{
+    int32_t a0 = init, a1 = init, a2 = init, a3 = init;
+#if TT_QCONV_DSP
+    const uint32_t *xq = xp, *wq = wp;
+    int32_t n = M;
+    uint32_t x0, x1, x2, x3, w2;
+#define TT_Q_EXPAND_PAIR                                                                           \
+    "ldrd   %[x0], %[x1], [%[xq]], #8\n\t"                                                         \
+    "ldrd   %[x2], %[x3], [%[xq]], #8\n\t"                                                         \
+    "ldr    %[w2], [%[wq]], #4\n\t"                                                                \
+    "smlad  %[a0], %[x0], %[w2], %[a0]\n\t"                                                        \
+    "smlad  %[a1], %[x1], %[w2], %[a1]\n\t"                                                        \
+    "smlad  %[a2], %[x2], %[w2], %[a2]\n\t"                                                        \
+    "smlad  %[a3], %[x3], %[w2], %[a3]\n\t"
+    __asm__(
+        "tst    %[n], #1\n\t"
+        "beq    2f\n\t"
+        TT_Q_EXPAND_PAIR
+        "subs   %[n], %[n], #1\n\t"
+        "beq    3f\n"
+        "2:\n\t"
+        TT_Q_EXPAND_PAIR
+        TT_Q_EXPAND_PAIR
+        "subs   %[n], %[n], #2\n\t"
+        "bne    2b\n"
+        "3:\n\t"
+        : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xq] "+&r"(xq),
+          [wq] "+&r"(wq), [n] "+&r"(n), [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2),
+          [x3] "=&r"(x3), [w2] "=&r"(w2)
+        :
+        : "cc", "memory");
+#undef TT_Q_EXPAND_PAIR
+#else
+    for (int32_t m = 0; m < M; m++) {
+        a0 = tt_q_smlad(xp[4 * m], wp[m], a0);
+        a1 = tt_q_smlad(xp[4 * m + 1], wp[m], a1);
+        a2 = tt_q_smlad(xp[4 * m + 2], wp[m], a2);
+        a3 = tt_q_smlad(xp[4 * m + 3], wp[m], a3);
+    }
+#endif
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+}
+
+/* Expanded row of one channel into a padded int16 row of (e - dw_x_zero), e the requantized
+ * expansion: acc = sum_rc (x[rc] - x_zero) w[rc] computed as init + sum_m SMLAD(xp pair, wp[m])
+ * (tt_q_expand4), where init = -x_zero sum w (+ bias when it may start the accumulator:
+ * `summed`). The int32 sum is exact, so this equals qops' order-independent accumulation.
+ * xp: the packed input row (tt_q_expand_pack, M channel pairs), wp[m] = (w[2m], w[2m + 1]) as
+ * int16 ((w[C - 1], 0) for odd C). */
+static inline void tt_q_expand_row(const uint32_t *xp, int32_t M, int32_t W, const uint32_t *wp,
+                                   int32_t init, int summed, float bias, float scale,
+                                   int32_t y_zero, int32_t dw_x_zero, int16_t *row)
+{
+    int32_t a[4], ix = 0;
+    if (summed) {
+        for (; ix + 4 <= W; ix += 4, xp += 4 * M) {
+            tt_q_expand4(xp, M, wp, init, a);
+            tt_q_requant4_row16(a, scale, y_zero, dw_x_zero, row + ix);
+        }
+    }
+    for (; ix < W; ix += 4, xp += 4 * M) {
+        tt_q_expand4(xp, M, wp, init, a);
+        for (int32_t j = 0; j < 4 && ix + j < W; j++) {
+            int8_t q = summed ? tt_q_requant_summed(a[j], scale, y_zero)
+                              : tt_q_requant(a[j], bias, scale, y_zero);
+            row[ix + j] = (int16_t)(q - dw_x_zero);
+        }
     }
 }
 
@@ -1234,18 +1260,31 @@ TT_Q_SPECIALISED void tt_qconv_dwk(const int8_t *x, const int8_t *w, const int32
     }
 }
 
-/* Bytes of scratch of tt_qconv_expand_dw: (C + 1) / 2 packed expansion weights, then k padded
- * int16 rows of the depthwise's input (as TT_QCONV_DW3X3_SCRATCH, one per kernel row). */
-#define TT_QCONV_EXPAND_DW_SCRATCH(C, W, k, pad_w) \
-    (4 * (((C) + 1) / 2) + 2 * (k) * ((((W) + 2 * (pad_w)) + 3) / 2 * 2))
+/* Bytes of scratch of tt_qconv_expand_dw, G channels at a time (TT_Q_EXPAND_G: at most E, 16
+ * and what fits TT_Q_EXPAND_RING_BYTES of rings, at least 1): their packed expansion weights ((C + 1) / 2 words each) and depthwise weights
+ * (TT_Q_DWK_WORDS(k) words each), one packed input row (TT_Q_EXPAND_XWORDS words), then per
+ * channel a ring of k padded int16 rows of the depthwise's input. */
+#define TT_Q_EXPAND_LEN(W, pad_w) ((((W) + 2 * (pad_w)) + 3) / 2 * 2) /* a ring row, int16 */
+#define TT_Q_EXPAND_FIT(k, len) (TT_Q_EXPAND_RING_BYTES / (2 * (k) * (len)))
+#define TT_Q_EXPAND_G3(E, k, len)                                                                  \
+    ((E) < TT_Q_EXPAND_GROUP && (E) < TT_Q_EXPAND_FIT(k, len) ? (E)                                \
+     : TT_Q_EXPAND_GROUP < TT_Q_EXPAND_FIT(k, len)            ? TT_Q_EXPAND_GROUP                  \
+     : TT_Q_EXPAND_FIT(k, len) > 1                            ? TT_Q_EXPAND_FIT(k, len)            \
+                                                              : 1)
+#define TT_Q_EXPAND_G(E, W, k, pad_w) TT_Q_EXPAND_G3(E, k, TT_Q_EXPAND_LEN(W, pad_w))
+#define TT_QCONV_EXPAND_DW_SCRATCH(C, W, E, k, pad_w)                                              \
+    (4 * TT_Q_EXPAND_G(E, W, k, pad_w) *                                                           \
+         (((C) + 1) / 2 + TT_Q_DWK_WORDS(k) + (k) * TT_Q_EXPAND_LEN(W, pad_w) / 2) +               \
+     4 * TT_Q_EXPAND_XWORDS(C, W))
 
 /* y = depthwise(requant(expand(x))): fuse_expand.qexpand_depthwise, bit for bit.
  * x int8 (1, C, H, W); w1 int8 (E, C, 1, 1); w2 int8 (E, 1, k, k), k in {3, 5, 7}; b1, b2 int32
  * (E,); s1, s2 float (E,); y int8 (1, E, Ho, Wo). The expansion (stride 1, unpadded) is
  * requantized with (x_zero, y1_zero), the depthwise reads it with dw_x_zero (also its padding)
- * and requantizes with y_zero. Channel by channel, and within a channel row by row: each
- * expanded row is computed once, when the depthwise first needs it, into a ring of k rows.
- * scratch: TT_QCONV_EXPAND_DW_SCRATCH(C, W, k, pad_w) bytes, 4-byte aligned. */
+ * and requantizes with y_zero. G channels at a time (TT_Q_EXPAND_G), output row by output row:
+ * each input row is packed once for the group when the depthwise first needs it, expanded into
+ * every channel's ring of k rows, then each channel's output row is computed.
+ * scratch: TT_QCONV_EXPAND_DW_SCRATCH(C, W, E, k, pad_w) bytes, 4-byte aligned. */
 TT_Q_SPECIALISED void tt_qconv_expand_dw(const int8_t *x, const int8_t *w1, const int8_t *w2,
                                          const int32_t *b1, const int32_t *b2, const float *s1,
                                          const float *s2, int8_t *y, int32_t C, int32_t H,
@@ -1255,58 +1294,71 @@ TT_Q_SPECIALISED void tt_qconv_expand_dw(const int8_t *x, const int8_t *w1, cons
                                          void *scratch)
 {
     int32_t Ho = (H + 2 * pad_h - k) / stride + 1, Wo = (W + 2 * pad_w - k) / stride + 1;
-    int32_t len = (W + 2 * pad_w + 3) / 2 * 2, P = H * W;
-    uint32_t *wp = (uint32_t *)scratch;
-    int16_t *rows = (int16_t *)(wp + (C + 1) / 2);
-    for (int32_t c = 0; c < E; c++, w1 += C, w2 += k * k) {
-        int32_t wsum = 0;
-        for (int32_t m = 0; m < C / 2; m++) {
-            wp[m] = tt_q_pack16(w1[2 * m], w1[2 * m + 1]);
-            wsum += w1[2 * m] + w1[2 * m + 1];
-        }
-        if (C & 1) {
-            wp[C / 2] = tt_q_pack16(w1[C - 1], w1[C - 1]);
-            wsum += w1[C - 1];
-        }
-        int32_t init = -x_zero * wsum;
-        int summed = tt_q_bias_in_acc(b1[c], C);
-        if (summed) init += b1[c];
-        float bias1 = (float)b1[c], scale1 = s1[c], bias2 = (float)b2[c], scale2 = s2[c];
-        uint32_t w01[3], w12[3], wk[TT_Q_DWK_WORDS(7)];
-        if (k == 3) {
-            for (int32_t r = 0; r < 3; r++) {
-                w01[r] = tt_q_pack16(w2[3 * r], w2[3 * r + 1]);
-                w12[r] = tt_q_pack16(w2[3 * r + 1], w2[3 * r + 2]);
+    int32_t len = TT_Q_EXPAND_LEN(W, pad_w), P = H * W, M = (C + 1) / 2;
+    int32_t G = TT_Q_EXPAND_G(E, W, k, pad_w), dww = TT_Q_DWK_WORDS(k);
+    uint32_t *wps = (uint32_t *)scratch, *dws = wps + G * M, *xp = dws + G * dww;
+    int16_t *rings = (int16_t *)(xp + TT_Q_EXPAND_XWORDS(C, W));
+    int32_t init[TT_Q_EXPAND_GROUP];
+    int summed[TT_Q_EXPAND_GROUP];
+    for (int32_t c0 = 0; c0 < E; c0 += G) {
+        int32_t n = E - c0 < G ? E - c0 : G;
+        for (int32_t g = 0; g < n; g++) {
+            const int8_t *wc = w1 + (c0 + g) * C, *wd = w2 + (c0 + g) * k * k;
+            uint32_t *wp = wps + g * M, *dw = dws + g * dww;
+            int32_t wsum = 0;
+            for (int32_t m = 0; m < M; m++) {
+                int32_t hi = 2 * m + 1 < C ? wc[2 * m + 1] : 0;
+                wp[m] = tt_q_pack16(wc[2 * m], hi);
+                wsum += wc[2 * m] + hi;
             }
-        } else {
-            tt_q_dwk_pack(w2, k, wk);
+            init[g] = -x_zero * wsum;
+            summed[g] = tt_q_bias_in_acc(b1[c0 + g], C);
+            if (summed[g]) init[g] += b1[c0 + g];
+            if (k == 3) {
+                for (int32_t r = 0; r < 3; r++) {
+                    dw[r] = tt_q_pack16(wd[3 * r], wd[3 * r + 1]);     /* w01 */
+                    dw[3 + r] = tt_q_pack16(wd[3 * r + 1], wd[3 * r + 2]); /* w12 */
+                }
+            } else {
+                tt_q_dwk_pack(wd, k, dw);
+            }
         }
         int32_t held[7] = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
-                           INT32_MIN}; /* expanded row in each slot */
+                           INT32_MIN}; /* expanded row in each slot (of every channel's ring) */
         for (int32_t oy = 0; oy < Ho; oy++) {
-            const int16_t *rp[7];
+            int32_t slot[7];
             for (int32_t r = 0; r < k; r++) {
-                int32_t iy = oy * stride - pad_h + r, slot = (iy + pad_h) % k;
-                int16_t *row = rows + slot * len;
-                if (held[slot] != iy) {
-                    held[slot] = iy;
-                    if (iy >= 0 && iy < H) {
-                        for (int32_t i = 0; i < pad_w; i++) row[i] = 0;
-                        for (int32_t i = pad_w + W; i < len; i++) row[i] = 0;
-                        tt_q_expand_row(x + iy * W, C, P, W, wp, w1, init, summed, bias1, scale1,
-                                        y1_zero, dw_x_zero, row + pad_w);
-                    } else {
+                int32_t iy = oy * stride - pad_h + r, s = (iy + pad_h) % k;
+                slot[r] = s;
+                if (held[s] == iy) continue;
+                held[s] = iy;
+                int inside = iy >= 0 && iy < H;
+                if (inside) tt_q_expand_pack(x + iy * W, C, P, W, xp);
+                for (int32_t g = 0; g < n; g++) {
+                    int16_t *row = rings + (g * k + s) * len;
+                    if (!inside) {
                         memset(row, 0, (size_t)len * 2);
+                        continue;
                     }
+                    for (int32_t i = 0; i < pad_w; i++) row[i] = 0;
+                    for (int32_t i = pad_w + W; i < len; i++) row[i] = 0;
+                    int32_t c = c0 + g;
+                    tt_q_expand_row(xp, M, W, wps + g * M, init[g], summed[g], (float)b1[c],
+                                    s1[c], y1_zero, dw_x_zero, row + pad_w);
                 }
-                rp[r] = row;
             }
-            int8_t *yr = y + (c * Ho + oy) * Wo;
-            if (k == 3) {
-                tt_q_dw3x3_out_row(rp[0], rp[1], rp[2], w01, w12, bias2, scale2, y_zero, stride,
-                                   Wo, yr);
-            } else {
-                tt_q_dwk_out_row(rp, wk, k, bias2, scale2, y_zero, stride, Wo, yr);
+            for (int32_t g = 0; g < n; g++) {
+                const int16_t *rp[7];
+                for (int32_t r = 0; r < k; r++) rp[r] = rings + (g * k + slot[r]) * len;
+                int32_t c = c0 + g;
+                const uint32_t *dw = dws + g * dww;
+                int8_t *yr = y + (c * Ho + oy) * Wo;
+                if (k == 3) {
+                    tt_q_dw3x3_out_row(rp[0], rp[1], rp[2], dw, dw + 3, (float)b2[c], s2[c],
+                                       y_zero, stride, Wo, yr);
+                } else {
+                    tt_q_dwk_out_row(rp, dw, k, (float)b2[c], s2[c], y_zero, stride, Wo, yr);
+                }
             }
         }
     }

@@ -63,6 +63,7 @@ DATA_1X1, DATA_1X1_OCH = "tt_qgrad_data_1x1", 120  # TT_QGRAD_D1X1_OCH
 DATA_1X1_GT_MAXP = 16  # TT_QGRAD_D1X1_GT_MAXP: planes whose g is copied in pixel tiles
 WEIGHT_PIX = 64  # TT_QGRAD_WG_PIX: TT_QGRAD_WEIGHT_SCRATCH(P) = 4 * 8 * min(P, 64) bytes
 EXPAND_DW = "tt_qconv_expand_dw"
+EXPAND_GROUP, EXPAND_RING_BYTES = 16, 8192  # TT_Q_EXPAND_GROUP, TT_Q_EXPAND_RING_BYTES
 UPDATES = {"round": "tt_qgrad_update_round", "stochastic": "tt_qgrad_update_stochastic",
            "master": "tt_qgrad_update_master"}
 UPDATE_PIX = 64  # TT_QGRAD_WU_PIX
@@ -459,10 +460,17 @@ def _extern(naive: tirx.PrimFunc, name: str, args: tuple[int | float, ...],
 # ---- fused kernels: expansion + depthwise (fuse_expand.py), gradient + update (qupdate.py) ---
 
 
-def expand_dw_scratch_bytes(channels: int, width: int, kernel: int, pad_w: int) -> int:
-    """TT_QCONV_EXPAND_DW_SCRATCH(C, W, k, pad_w): the packed expansion weights and a ring of
-    k padded int16 rows (the naive kernel's H x W int8 plane is not needed)."""
-    return 4 * ((channels + 1) // 2) + 2 * kernel * ((width + 2 * pad_w + 3) // 2 * 2)
+def expand_dw_scratch_bytes(channels: int, width: int, expanded: int, kernel: int,
+                            pad_w: int) -> int:
+    """TT_QCONV_EXPAND_DW_SCRATCH(C, W, E, k, pad_w): for a group of channels (at most E, 16
+    and what fits 8 KB of rings) their packed expansion and depthwise weights and rings of k
+    padded int16 rows, and one packed input row (the naive H x W int8 plane is not needed)."""
+    row = (width + 2 * pad_w + 3) // 2 * 2  # TT_Q_EXPAND_LEN
+    group = max(1, min(EXPAND_GROUP, expanded, EXPAND_RING_BYTES // (2 * kernel * row)))
+    pairs = (channels + 1) // 2
+    dw_words = 2 * kernel * ((kernel + 1) // 2)  # TT_Q_DWK_WORDS(k)
+    return (4 * group * (pairs + dw_words) + 4 * pairs * ((width + 3) & ~3)
+            + 2 * group * kernel * row)
 
 
 def _fast_expand_depthwise(func):
@@ -476,7 +484,7 @@ def _fast_expand_depthwise(func):
     zeros = [int(a[k]) for k in ("tt.x_zero", "tt.expand_y_zero", "tt.depthwise_x_zero",
                                  "tt.y_zero")]
     args = (c, h, w, e, kh, int(a["tt.stride"]), ph, pw, *zeros)
-    scratch = expand_dw_scratch_bytes(c, w, kh, pw)
+    scratch = expand_dw_scratch_bytes(c, w, e, kh, pw)
     return _extern(func, EXPAND_DW, args, scratch, (("tt.scratch_bytes", scratch),))
 
 
