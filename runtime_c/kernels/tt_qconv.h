@@ -270,10 +270,10 @@ static inline __attribute__((always_inline)) void tt_q_requant4_row16(
 #if TT_QCONV_DSP && defined(__ARM_FP)
     tt_q_round4(a, scale);
     uint32_t zz = ((uint32_t)dw_x_zero & 0xFFFFu) * 0x10001u;
-    uint32_t lo = tt_q_pkhbt((uint32_t)__ssat(__qadd(a[0], y_zero), 8),
-                             (uint32_t)__ssat(__qadd(a[1], y_zero), 8));
-    uint32_t hi = tt_q_pkhbt((uint32_t)__ssat(__qadd(a[2], y_zero), 8),
-                             (uint32_t)__ssat(__qadd(a[3], y_zero), 8));
+    uint32_t lo = tt_q_pkhbt_i((uint32_t)__ssat(__qadd(a[0], y_zero), 8),
+                               (uint32_t)__ssat(__qadd(a[1], y_zero), 8));
+    uint32_t hi = tt_q_pkhbt_i((uint32_t)__ssat(__qadd(a[2], y_zero), 8),
+                               (uint32_t)__ssat(__qadd(a[3], y_zero), 8));
     tt_q_st32(row, (uint32_t)__ssub16((int16x2_t)lo, (int16x2_t)zz));
     tt_q_st32(row + 2, (uint32_t)__ssub16((int16x2_t)hi, (int16x2_t)zz));
 #else
