@@ -1233,3 +1233,60 @@ def test_fast_kernels_keep_the_naive_in_place_plan():
     scratch = max((b.size for b in fast.memory.functions[0].problem.buffers
                    if b.end - b.start == 1), default=0)
     assert fast.memory.functions[0].peak <= naive.memory.functions[0].peak + scratch
+
+
+def test_scratch_macros_match_python_sizes(tmp_path):
+    """Each micro-kernel's scratch size is written twice: a TT_*_SCRATCH macro next to the C
+    (what the kernel's layout needs) and a Python function in fast.py (what the arena gives
+    it). They must agree, or a kernel writes past its arena tensor: the macros evaluated by the
+    C compiler against the Python functions, on shapes that hit every branch of the formulas
+    (pointwise or not, planes of <= 16 pixels, O over a chunk, expansion groups cut by E, by 16
+    and by the 8 KB ring cap, stride-2 ring lengths)."""
+    import subprocess
+
+    from tinytvm.quant import ConvGeometry
+    from tinytvm.quant import fast as F
+    from tinytvm.toolchain import RUNTIME_C, compile_host_executable
+
+    def conv(c, hw, o, k, s, pad, groups=1):
+        return ConvGeometry.of((1, c, hw, hw), (o, c // groups, k, k), s, pad, groups)
+
+    checks = []  # (C expression, Python bytes)
+    for g in (conv(48, 32, 8, 1, 1, 0), conv(3, 128, 16, 3, 2, 1), conv(10, 11, 3, 3, 1, 1),
+              conv(7, 5, 9, 1, 2, 0), conv(13, 9, 5, 5, 1, 2)):
+        k = g.in_channels * g.kernel[0] * g.kernel[1]
+        pointwise = int(g.kernel == (1, 1) and g.stride == 1 and g.padding == (0, 0))
+        checks.append((f"TT_QCONV_IM2COL_SCRATCH({k}, {pointwise})", F.im2col_scratch_bytes(g)))
+    for g in (conv(48, 32, 48, 3, 1, 1, 48), conv(5, 9, 5, 3, 2, 0, 5), conv(3, 2, 3, 3, 1, 1, 3)):
+        checks.append((f"TT_QCONV_DW3X3_SCRATCH({g.in_hw[1]}, {g.padding[1]})",
+                       F.dw3x3_scratch_bytes(g)))
+        checks.append((f"TT_QGRAD_WEIGHT_DW3X3_SCRATCH({g.in_hw[1]}, {g.padding[1]})",
+                       F.weight_dw3x3_scratch_bytes(g)))
+    for hw, k, s, pad in ((16, 5, 1, 2), (32, 7, 2, 3), (13, 7, 2, 2), (9, 5, 2, 1), (4, 7, 1, 3)):
+        g = conv(6, hw, 6, k, s, pad, 6)
+        checks.append((f"TT_QCONV_DWK_SCRATCH({hw}, {k}, {pad})", F.dwk_scratch_bytes(g)))
+        checks.append((f"TT_QGRAD_WEIGHT_DWK_SCRATCH({hw}, {k}, {pad})",
+                       F.weight_dwk_scratch_bytes(g)))
+        checks.append((f"TT_QGRAD_DATA_DWK_SCRATCH({hw}, {k}, {s}, {pad})",
+                       F.data_dwk_scratch_bytes(g)))
+    for o, p in ((112, 16), (336, 16), (123, 9), (5, 4), (192, 64), (7, 1), (241, 4)):
+        checks.append((f"TT_QGRAD_DATA_1X1_SCRATCH({o}, {p})", F.data_1x1_scratch_bytes(o, p)))
+    for p in (16, 64, 100):
+        checks.append((f"TT_QGRAD_WEIGHT_SCRATCH({p})", 4 * 8 * min(p, F.WEIGHT_PIX)))
+        checks.append((f"TT_QGRAD_UPDATE_SCRATCH({p})",
+                       F.update_scratch_bytes(conv(4, int(p ** 0.5), 4, 1, 1, 0))))
+    expands = [(c, w, e, k, pad_w) for c, _, w, e, k, _, (_, pad_w) in EXPAND_CASES.values()]
+    expands += [(8, 64, 48, 3, 1), (16, 112, 96, 3, 1), (24, 300, 144, 7, 3), (3, 7, 2, 3, 1)]
+    for c, w, e, k, pad_w in expands:
+        checks.append((f"TT_QCONV_EXPAND_DW_SCRATCH({c}, {w}, {e}, {k}, {pad_w})",
+                       expand_dw_scratch_bytes(c, w, e, k, pad_w)))
+    lines = "\n".join(f'    printf("%ld\\n", (long)({expr}));' for expr, _ in checks)
+    src = tmp_path / "scratch.c"
+    src.write_text(f'#include <stdio.h>\n#include "tt_qconv.h"\n#include "tt_qgrad.h"\n'
+                   f"int main(void)\n{{\n{lines}\n    return 0;\n}}\n")
+    exe = compile_host_executable([src], [RUNTIME_C / "kernels"], tmp_path / "scratch")
+    printed = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    got = [int(v) for v in printed.split()]
+    assert len(got) == len(checks)
+    mismatches = [(expr, c_value, py) for (expr, py), c_value in zip(checks, got) if c_value != py]
+    assert not mismatches, mismatches
