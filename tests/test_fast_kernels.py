@@ -1276,7 +1276,8 @@ def test_scratch_macros_match_python_sizes(tmp_path):
         checks.append((f"TT_QGRAD_UPDATE_SCRATCH({p})",
                        F.update_scratch_bytes(conv(4, int(p ** 0.5), 4, 1, 1, 0))))
     expands = [(c, w, e, k, pad_w) for c, _, w, e, k, _, (_, pad_w) in EXPAND_CASES.values()]
-    expands += [(8, 64, 48, 3, 1), (16, 112, 96, 3, 1), (24, 300, 144, 7, 3), (3, 7, 2, 3, 1)]
+    expands += [(8, 64, 48, 3, 1), (16, 112, 96, 3, 1), (24, 300, 144, 7, 3), (3, 7, 2, 3, 1),
+                (3, 700, 12, 7, 3)]  # the last: one channel's rings alone exceed 8 KB
     for c, w, e, k, pad_w in expands:
         checks.append((f"TT_QCONV_EXPAND_DW_SCRATCH({c}, {w}, {e}, {k}, {pad_w})",
                        expand_dw_scratch_bytes(c, w, e, k, pad_w)))

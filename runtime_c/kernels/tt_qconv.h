@@ -226,6 +226,25 @@ static inline int8_t tt_q_requant_summed(int32_t acc_plus_bias, float scale, int
     "vmov          %[a0], %[a1], s0, s1\n\t"                                                       \
     "vmov          %[a2], %[a3], s2, s3\n\t"
 
+/* The int8 end of a 4-value requantization in assembly, after TT_Q_ASM_ROUND4: + y_zero
+ * (QADD, loaded into the free operand T from the memory operand ZP), saturated to int8,
+ * stored at %[yp], yp += 4. */
+#define TT_Q_ASM_REQUANT4_STORE(T, ZP)                                                             \
+    TT_Q_ASM_ROUND4                                                                                \
+    "ldr    %[" T "], " ZP "\n\t"                                                                  \
+    "qadd   %[a0], %[a0], %[" T "]\n\t"                                                            \
+    "qadd   %[a1], %[a1], %[" T "]\n\t"                                                            \
+    "qadd   %[a2], %[a2], %[" T "]\n\t"                                                            \
+    "qadd   %[a3], %[a3], %[" T "]\n\t"                                                            \
+    "ssat   %[a0], #8, %[a0]\n\t"                                                                  \
+    "ssat   %[a1], #8, %[a1]\n\t"                                                                  \
+    "ssat   %[a2], #8, %[a2]\n\t"                                                                  \
+    "ssat   %[a3], #8, %[a3]\n\t"                                                                  \
+    "strb   %[a1], [%[yp], #1]\n\t"                                                                \
+    "strb   %[a2], [%[yp], #2]\n\t"                                                                \
+    "strb   %[a3], [%[yp], #3]\n\t"                                                                \
+    "strb   %[a0], [%[yp]], #4\n\t"
+
 /* a[i] = nearbyintf((float)a[i] * scale), saturated to int32 (VCVTR), for i < 4: the four
  * values move between the integer and float registers two at a time. */
 static inline __attribute__((always_inline)) void tt_q_round4(int32_t a[4], float scale)
@@ -637,21 +656,7 @@ static inline __attribute__((always_inline)) void tt_q_dw3_s2x4(const tt_q_word 
     "ldr    %[A], [%[" q "]]\n\t"                                                                 \
     "smlabt %[a3], %[A], %[wb], %[a3]\n\t"
 /* requantize a0..a3 (tt_q_requant4_summed) and store them at y, y += 4 */
-#define TT_Q_DW3_ASM_REQUANT4                                                                     \
-    TT_Q_ASM_ROUND4                                                                                \
-    "ldr    %[A], [%[wp], #28]\n\t"                                                               \
-    "qadd   %[a0], %[a0], %[A]\n\t"                                                               \
-    "qadd   %[a1], %[a1], %[A]\n\t"                                                               \
-    "qadd   %[a2], %[a2], %[A]\n\t"                                                               \
-    "qadd   %[a3], %[a3], %[A]\n\t"                                                               \
-    "ssat   %[a0], #8, %[a0]\n\t"                                                                 \
-    "ssat   %[a1], #8, %[a1]\n\t"                                                                 \
-    "ssat   %[a2], #8, %[a2]\n\t"                                                                 \
-    "ssat   %[a3], #8, %[a3]\n\t"                                                                 \
-    "strb   %[a1], [%[yp], #1]\n\t"                                                               \
-    "strb   %[a2], [%[yp], #2]\n\t"                                                               \
-    "strb   %[a3], [%[yp], #3]\n\t"                                                               \
-    "strb   %[a0], [%[yp]], #4\n\t"
+#define TT_Q_DW3_ASM_REQUANT4 TT_Q_ASM_REQUANT4_STORE("A", "[%[wp], #28]")
 
 /* The 4-outputs loop over n groups, ROW = TT_Q_DW3_ASM_S1_ROW or _S2_ROW (the stride). */
 #define TT_Q_DW3_ASM4_LOOP(ROW)                                                                    \
@@ -1040,22 +1045,9 @@ static inline __attribute__((always_inline)) void tt_q_dwk_pack(const int8_t *w,
 #define TT_Q_DWK_ASM_ROWS7(ROW)                                                                   \
     TT_Q_DWK_ASM_ROWS5(ROW) ROW("5", "a0", "a1", "a2", "a3") ROW("6", "a0", "a1", "a2", "a3")
 /* requantize a0..a3 (tt_q_requant4_summed), store them at yp, yp += 4, and loop */
-#define TT_Q_DWK_ASM_REQUANT4_LOOP                                                                \
-    TT_Q_ASM_ROUND4                                                                                \
-    "ldr    %[e], [%[rq], #32]\n\t"                                                               \
-    "qadd   %[a0], %[a0], %[e]\n\t"                                                               \
-    "qadd   %[a1], %[a1], %[e]\n\t"                                                               \
-    "qadd   %[a2], %[a2], %[e]\n\t"                                                               \
-    "qadd   %[a3], %[a3], %[e]\n\t"                                                               \
-    "ssat   %[a0], #8, %[a0]\n\t"                                                                 \
-    "ssat   %[a1], #8, %[a1]\n\t"                                                                 \
-    "ssat   %[a2], #8, %[a2]\n\t"                                                                 \
-    "ssat   %[a3], #8, %[a3]\n\t"                                                                 \
-    "strb   %[a1], [%[yp], #1]\n\t"                                                               \
-    "strb   %[a2], [%[yp], #2]\n\t"                                                               \
-    "strb   %[a3], [%[yp], #3]\n\t"                                                               \
-    "strb   %[a0], [%[yp]], #4\n\t"                                                               \
-    "subs   %[n], %[n], #1\n\t"                                                                   \
+#define TT_Q_DWK_ASM_REQUANT4_LOOP                                                                 \
+    TT_Q_ASM_REQUANT4_STORE("e", "[%[rq], #32]")                                                   \
+    "subs   %[n], %[n], #1\n\t"                                                                    \
     "bne    1b\n\t"
 
 static inline __attribute__((always_inline)) void tt_q_dwk_asm4(const uintptr_t rq[9],
@@ -1265,12 +1257,11 @@ TT_Q_SPECIALISED void tt_qconv_dwk(const int8_t *x, const int8_t *w, const int32
  * (TT_Q_DWK_WORDS(k) words each), one packed input row (TT_Q_EXPAND_XWORDS words), then per
  * channel a ring of k padded int16 rows of the depthwise's input. */
 #define TT_Q_EXPAND_LEN(W, pad_w) ((((W) + 2 * (pad_w)) + 3) / 2 * 2) /* a ring row, int16 */
-#define TT_Q_EXPAND_FIT(k, len) (TT_Q_EXPAND_RING_BYTES / (2 * (k) * (len)))
-#define TT_Q_EXPAND_G3(E, k, len)                                                                  \
-    ((E) < TT_Q_EXPAND_GROUP && (E) < TT_Q_EXPAND_FIT(k, len) ? (E)                                \
-     : TT_Q_EXPAND_GROUP < TT_Q_EXPAND_FIT(k, len)            ? TT_Q_EXPAND_GROUP                  \
-     : TT_Q_EXPAND_FIT(k, len) > 1                            ? TT_Q_EXPAND_FIT(k, len)            \
-                                                              : 1)
+#define TT_Q_MIN(a, b) ((a) < (b) ? (a) : (b))
+/* channels whose rings fit TT_Q_EXPAND_RING_BYTES, at least 1 */
+#define TT_Q_EXPAND_FIT(k, len) \
+    (2 * (k) * (len) <= TT_Q_EXPAND_RING_BYTES ? TT_Q_EXPAND_RING_BYTES / (2 * (k) * (len)) : 1)
+#define TT_Q_EXPAND_G3(E, k, len) TT_Q_MIN(TT_Q_MIN((E), TT_Q_EXPAND_GROUP), TT_Q_EXPAND_FIT(k, len))
 #define TT_Q_EXPAND_G(E, W, k, pad_w) TT_Q_EXPAND_G3(E, k, TT_Q_EXPAND_LEN(W, pad_w))
 #define TT_QCONV_EXPAND_DW_SCRATCH(C, W, E, k, pad_w)                                              \
     (4 * TT_Q_EXPAND_G(E, W, k, pad_w) *                                                           \
@@ -1301,7 +1292,7 @@ TT_Q_SPECIALISED void tt_qconv_expand_dw(const int8_t *x, const int8_t *w1, cons
     int32_t init[TT_Q_EXPAND_GROUP];
     int summed[TT_Q_EXPAND_GROUP];
     for (int32_t c0 = 0; c0 < E; c0 += G) {
-        int32_t n = E - c0 < G ? E - c0 : G;
+        int32_t n = TT_Q_MIN(E - c0, G);
         for (int32_t g = 0; g < n; g++) {
             const int8_t *wc = w1 + (c0 + g) * C, *wd = w2 + (c0 + g) * k * k;
             uint32_t *wp = wps + g * M, *dw = dws + g * dww;
