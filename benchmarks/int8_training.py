@@ -13,7 +13,8 @@ for a few steps on the emulated Cortex-M7 and checks its losses equal the host's
 - fp32 SGD: the dequantized model (tinytvm.models.paper_fp32), float32 C;
 - int8 SGD: the real int8 graph, gradients w.r.t. the integer tensors used as they are;
 - int8 + QAS: the same with Quantization-Aware Scaling; and how an int8 weight stores its step:
-  an fp32 master copy (default), rounding to nearest, stochastic rounding.
+  an fp32 master copy (default), rounding to nearest, stochastic rounding; and the last two with
+  the int16 input gradients of wide pointwise convs (`pointwise_input_grad="int16"`).
 The learning rate is the best of a grid per method (mean accuracy over seeds): int8 SGD's
 gradients are off by s_W² ~ 1e-4 (weights) and (s_x s_W)² (biases), so its grid is wider.
 
@@ -53,6 +54,11 @@ METHODS = {  # label: (precision, TrainConfig fields)
     "int8 + QAS (fp32 master)": ("int8", {}),
     "int8 + QAS (round)": ("int8", {"int8_update": "round"}),
     "int8 + QAS (stochastic)": ("int8", {"int8_update": "stochastic"}),
+    # wide 1x1 convs pass an int16 input gradient back (passes/int16_gradients.py)
+    "int8 + QAS (round, int16 input grads)": ("int8", {"int8_update": "round",
+                                                       "pointwise_input_grad": "int16"}),
+    "int8 + QAS (stochastic, int16 input grads)": ("int8", {"int8_update": "stochastic",
+                                                            "pointwise_input_grad": "int16"}),
 }
 
 

@@ -199,7 +199,8 @@ int main(void)
 }
 """
 
-_C_TYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "uint32_t"}  # floats by bit pattern
+_C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
+            "float32": "uint32_t"}  # floats by bit pattern
 
 
 def grad_program(prim, inputs) -> str:
@@ -355,13 +356,15 @@ PAPER_SCHEME = {"bias_last": 25, "weights": tuple(zip([27, 30, 33, 36, 39, 42, 4
                                                        [1, 1, 1, 1, 1, 0.125, 0.5, 1]))}
 
 
-def whole_step(work: Path, fast: bool, cflags=(), profile: bool = True) -> dict:
+def whole_step(work: Path, fast: bool, cflags=(), profile: bool = True,
+               input_grad: str = "float32") -> dict:
     """Instructions of one MobileNetV2-w0.35 (128x128, new 10-class head) sparse-update step in
     QEMU. Method: the harness runs evaluation (1 sample) + N steps + evaluation; the program is
     run with N = 0, 1 and 2 training steps and the step's count is the difference (N=2 - N=1,
     checked against N=1 - N=0). int8_update="round" and an 8 KB stack reserve: with fp32
     master copies the model does not fit the 320 KB SRAM the harness links for. `cflags`: more
-    compiler flags for the program; "flash": the linked program's flash bytes."""
+    compiler flags for the program; "flash": the linked program's flash bytes. `input_grad`:
+    TrainConfig.pointwise_input_grad."""
     import tinytvm
     from tinytvm.harness import Dataset, run_training
     from tinytvm.models.paper import load_paper_model
@@ -374,7 +377,7 @@ def whole_step(work: Path, fast: bool, cflags=(), profile: bool = True) -> dict:
     model = with_new_head(model, rng.normal(0, 0.1, (10, model.classifier.in_channels)),
                           rng.normal(0, 0.1, 10))
     train = tinytvm.TrainConfig(lr=0.01, update=UpdateScheme(**PAPER_SCHEME),
-                                int8_update="round")
+                                int8_update="round", pointwise_input_grad=input_grad)
     passes = default_passes(train, fast_kernels=fast)
     art = tinytvm.build(paper_to_relax(model, logits="float32"), target="mps2-an500",
                         train=train, passes=passes, stack_bytes=8192)
@@ -383,14 +386,14 @@ def whole_step(work: Path, fast: bool, cflags=(), profile: bool = True) -> dict:
     counts, profiles, losses = [], [], None
     for steps in (0, 1, 2):
         run = run_training(art, Dataset.int8(x[:2], y[:2]), Dataset.int8(x[2:], y[2:]), steps,
-                           where="qemu", workdir=work / f"step{int(fast)}{steps}",
+                           where="qemu", workdir=work / f"step{int(fast)}{input_grad}{steps}",
                            profile=profile and steps > 0,  # N=0 only anchors the counts
                            cflags=cflags)
         counts.append(run.instructions)
         profiles.append(run.profile or {})
         losses = run.losses
     by_function = {f: n - profiles[1].get(f, 0) for f, n in profiles[2].items()}
-    flash = elf_sizes(work / f"step{int(fast)}2" / "train.elf")["flash_bytes"]
+    flash = elf_sizes(work / f"step{int(fast)}{input_grad}2" / "train.elf")["flash_bytes"]
     return {"step": counts[2] - counts[1], "first": counts[1] - counts[0], "flash": flash,
             "eval_only": counts[0], "losses": losses,
             "by_function": dict(sorted(by_function.items(), key=lambda item: -item[1]))}

@@ -12,6 +12,7 @@ from .fuse_expand_depthwise import FuseExpandDepthwise
 from .fuse_gradient_update import FuseGradientUpdate
 from .gradients import GRADIENT_RULES, gradient_rule, register_gradient
 from .inplace_depthwise import InplaceDepthwise
+from .int16_gradients import Int16PointwiseGradients
 from .normalize_head import NormalizeHead
 from .pack_saved_masks import PackSavedMasks
 from .qas import QuantizationAwareScaling
@@ -28,6 +29,7 @@ __all__ = [
            "FuseExpandDepthwise",
            "FuseGradientUpdate",
            "InplaceDepthwise",
+           "Int16PointwiseGradients",
            "Normalize1DHead",
            "NormalizeHead",
            "PackSavedMasks",

@@ -427,7 +427,7 @@ def test_fast_backward_kernels_match_qgrad_bit_for_bit(tmp_path):
 
 
 def _c_array(name: str, a: np.ndarray) -> str:
-    ctype = {"int8": "int8_t", "float32": "uint32_t"}[str(a.dtype)]
+    ctype = {"int8": "int8_t", "int16": "int16_t", "float32": "uint32_t"}[str(a.dtype)]
     flat = a.reshape(-1).view(np.uint32) if a.dtype == np.float32 else a.reshape(-1)
     values = ",".join(str(int(v)) for v in flat)
     return f"static {ctype} {name}[{a.size}] __attribute__((aligned(8))) = {{{values}}};\n"
@@ -1271,6 +1271,8 @@ def test_scratch_macros_match_python_sizes(tmp_path):
                        F.data_dwk_scratch_bytes(g)))
     for o, p in ((112, 16), (336, 16), (123, 9), (5, 4), (192, 64), (7, 1), (241, 4)):
         checks.append((f"TT_QGRAD_DATA_1X1_SCRATCH({o}, {p})", F.data_1x1_scratch_bytes(o, p)))
+    for o in (1, 32, 112, 123, 600):
+        checks.append((f"TT_QGRAD16_DATA_1X1_SCRATCH({o})", F.data_1x1_16_scratch_bytes(o)))
     for p in (16, 64, 100):
         checks.append((f"TT_QGRAD_WEIGHT_SCRATCH({p})", 4 * 8 * min(p, F.WEIGHT_PIX)))
         checks.append((f"TT_QGRAD_UPDATE_SCRATCH({p})",
@@ -1284,6 +1286,7 @@ def test_scratch_macros_match_python_sizes(tmp_path):
     lines = "\n".join(f'    printf("%ld\\n", (long)({expr}));' for expr, _ in checks)
     src = tmp_path / "scratch.c"
     src.write_text(f'#include <stdio.h>\n#include "tt_qconv.h"\n#include "tt_qgrad.h"\n'
+                   f'#include "tt_qgrad16.h"\n'
                    f"int main(void)\n{{\n{lines}\n    return 0;\n}}\n")
     exe = compile_host_executable([src], [RUNTIME_C / "kernels"], tmp_path / "scratch")
     printed = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout

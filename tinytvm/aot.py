@@ -18,9 +18,10 @@ from .errors import PlanError, UnsupportedModelError
 from .ir import c_identifier, const_array, shape_of
 from .memory import Buffer, Problem
 
-DTYPE_BYTES = {"float32": 4, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1}
-C_TYPES = {"float32": "float", "int32": "int32_t", "int64": "int64_t", "bool": "bool",
-           "int8": "int8_t", "uint8": "uint8_t"}
+DTYPE_BYTES = {"float32": 4, "int32": 4, "int64": 8, "int16": 2, "bool": 1, "int8": 1,
+               "uint8": 1}
+C_TYPES = {"float32": "float", "int32": "int32_t", "int64": "int64_t", "int16": "int16_t",
+           "bool": "bool", "int8": "int8_t", "uint8": "uint8_t"}
 # Kernels whose output element i reads only element i of the weight they update, so writing the
 # output over that weight while it runs is safe (subtract_rows: passes/sgd.py; subtract_round,
 # subtract_stochastic, requantize_rows, weight_grad_update: tinytvm/quant/qupdate.py).

@@ -38,6 +38,9 @@ class TrainConfig:
     update: UpdateScheme | None = None  # a sparse-update scheme instead of `trainable`
     qas: bool = True  # int8 graphs: Quantization-Aware Scaling of the integer gradients
     int8_update: str = "master"  # how an int8 weight stores its step: master | round | stochastic
+    # int8 graphs: the gradient wide pointwise convs pass back, float32 (the paper's) or int16
+    # (per-tensor quantized, summed exactly by SMLAD: passes/int16_gradients.py)
+    pointwise_input_grad: str = "float32"
 
     def __post_init__(self):
         if self.loss != "cross_entropy":
@@ -49,6 +52,9 @@ class TrainConfig:
         if self.int8_update not in ("master", "round", "stochastic"):
             raise ValueError(f"unknown int8_update '{self.int8_update}' (supported: master, "
                              "round, stochastic)")
+        if self.pointwise_input_grad not in ("float32", "int16"):
+            raise ValueError(f"unknown pointwise_input_grad '{self.pointwise_input_grad}' "
+                             "(supported: float32, int16)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be positive, got {self.lr}")
 

@@ -172,9 +172,10 @@ _LOWER_TO_C = [
 # The hand-written micro-kernels (runtime_c/kernels/) that PrimFuncs with "tt.fast" call: a
 # function "tt_qconv_*" lives in tt_qconv.h, "tt_qgrad_*" in tt_qgrad.h (which includes the
 # generated tt_qgrad_dw.h: every header here that an included one includes is copied too),
-# "tt_qmask_*" in tt_qmask.h.
+# "tt_qmask_*" in tt_qmask.h, "tt_qgrad16_*" in tt_qgrad16.h (which includes tt_qconv.h).
 FAST_KERNELS_HEADER = "tt_qconv.h"
-FAST_KERNELS_HEADERS = (FAST_KERNELS_HEADER, "tt_qgrad.h", "tt_qgrad_dw.h", "tt_qmask.h")
+FAST_KERNELS_HEADERS = (FAST_KERNELS_HEADER, "tt_qgrad.h", "tt_qgrad_dw.h", "tt_qmask.h",
+                        "tt_qgrad16.h")
 
 
 def fast_kernel_header(function: str) -> str:

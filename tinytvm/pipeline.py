@@ -26,12 +26,15 @@ def canonicalize() -> list[tvm.transform.Pass]:
 
 
 def training(trainable, lr: float, momentum: float, update=None, qas: bool = True,
-             int8_update: str = "master") -> list[tvm.transform.Pass]:
+             int8_update: str = "master", pointwise_input_grad: str = "float32"
+             ) -> list[tvm.transform.Pass]:
     return [
         passes.Autodiff(trainable, scheme=update),  # loss + gradients of the trainable set only
         # int8 graphs: integer-unit gradients get fp32's weight/gradient ratio (no-op on fp32)
         *([passes.QuantizationAwareScaling()] if qas else []),
         passes.AppendSGD(lr, momentum, int8_update),  # gradients become in-place weight updates
+        # int8, opt-in: wide pointwise convs pass back an int16 gradient (SMLAD, not VMLA.F32)
+        *([passes.Int16PointwiseGradients()] if pointwise_input_grad == "int16" else []),
     ]
 
 
@@ -69,7 +72,8 @@ def default_passes(train, fast_kernels: bool = True) -> list[tvm.transform.Pass]
     if train is None:
         return canonicalize() + tail
     return canonicalize() + training(train.trainable, train.lr, train.momentum, train.update,
-                                     train.qas, train.int8_update) + tail
+                                     train.qas, train.int8_update,
+                                     train.pointwise_input_grad) + tail
 
 
 def pass_names(pass_list) -> list[str]:

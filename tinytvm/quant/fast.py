@@ -20,6 +20,7 @@ Coverage (everything else keeps its naive ``qops`` kernel):
 - ``weight_grad_update`` (qupdate.py), groups = 1 or depthwise 3x3 / 5x5 / 7x7 ->
   ``tt_qgrad_update_*``;
 - the ``qgrad`` backward kernels -> ``tt_qgrad.h`` (see below);
+- the 16-bit input gradient of pointwise convs (``qgrad16``) -> ``tt_qgrad16.h``;
 - ``pack_mask``, the masked accumulator gradient and the ``qadd`` gradients (masked or not)
   -> ``tt_qmask.h`` (``tt_qmask_*``);
 - the in-place depthwise kernels (inplace.py): forward 3x3 / 5x5 / 7x7 -> ``tt_qconv_dw3x3`` /
@@ -62,6 +63,9 @@ DWK_KERNELS = (5, 7)
 DATA_1X1, DATA_1X1_OCH = "tt_qgrad_data_1x1", 120  # TT_QGRAD_D1X1_OCH
 DATA_1X1_GT_MAXP = 16  # TT_QGRAD_D1X1_GT_MAXP: planes whose g is copied in pixel tiles
 WEIGHT_PIX = 64  # TT_QGRAD_WG_PIX: TT_QGRAD_WEIGHT_SCRATCH(P) = 4 * 8 * min(P, 64) bytes
+# tt_qgrad16.h: the 16-bit input gradient of pointwise convs (qgrad16.py)
+GRAD16_SCALE, GRAD16_QUANTIZE = "tt_qgrad16_scale", "tt_qgrad16_quantize"
+GRAD16_DATA_1X1 = "tt_qgrad16_data_1x1"
 EXPAND_DW = "tt_qconv_expand_dw"
 EXPAND_GROUP, EXPAND_RING_BYTES = 16, 8192  # TT_Q_EXPAND_GROUP, TT_Q_EXPAND_RING_BYTES
 UPDATES = {"round": "tt_qgrad_update_round", "stochastic": "tt_qgrad_update_stochastic",
@@ -404,11 +408,41 @@ def _fast_pack_mask(func):
     return _extern(func, PACK_MASK, (math.prod(_shape(y)),), 0)
 
 
+def _fast_grad16_scale(func):
+    """``qgrad16.grad_scale`` -> ``tt_qgrad16_scale``."""
+    g_acc, _ = func.params
+    return _extern(func, GRAD16_SCALE, (math.prod(_shape(g_acc)), float(func.attrs["tt.qmax"])),
+                   0)
+
+
+def _fast_grad16_quantize(func):
+    """``qgrad16.quantize`` -> ``tt_qgrad16_quantize``."""
+    g_acc, *_ = func.params
+    _, o, h, w = _shape(g_acc)
+    return _extern(func, GRAD16_QUANTIZE, (o, h * w), 0)
+
+
+def data_1x1_16_scratch_bytes(out_channels: int) -> int:
+    """TT_QGRAD16_DATA_1X1_SCRATCH(O): 4 transposed weight rows of O rounded up to 4, as int16
+    pairs."""
+    return 32 * ((out_channels + 3) // 4)
+
+
+def _fast_data_grad16(func):
+    """``qgrad16.data_grad`` -> ``tt_qgrad16_data_1x1``."""
+    _, _, weight, dx = func.params
+    o, c = _shape(weight)[:2]
+    _, _, h, w = _shape(dx)
+    return _extern(func, GRAD16_DATA_1X1, (c, h * w, o), data_1x1_16_scratch_bytes(o))
+
+
 _GRADIENTS = {"qconv2d_weight_grad": _fast_weight_grad, "qconv2d_data_grad": _fast_data_grad,
               "qconv2d_acc_grad": _fast_accumulator_grad, "qconv2d_bias_grad": _fast_bias_grad,
               "qconv2d_acc_grad_masked": _fast_masked_accumulator_grad,
               "qadd_grad": _fast_add_grad, "qadd_grad_masked": _fast_add_grad,
-              "pack_mask": _fast_pack_mask}
+              "pack_mask": _fast_pack_mask,
+              "grad16_scale": _fast_grad16_scale, "grad16_quantize": _fast_grad16_quantize,
+              "qconv2d_data_grad16": _fast_data_grad16}
 # element-wise in g_y and correct with the output over it: these keep the naive kernel's
 # op_pattern (tinytvm.aot may then write the output over a dying g_y); every other fast
 # kernel is marked OPAQUE. (The unmasked qadd gradient is kInjective for TVM, so not in-place
