@@ -55,9 +55,9 @@ METHODS = {  # label: (precision, TrainConfig fields)
     "int8 + QAS (round)": ("int8", {"int8_update": "round"}),
     "int8 + QAS (stochastic)": ("int8", {"int8_update": "stochastic"}),
     # wide 1x1 convs pass an int16 input gradient back (passes/int16_gradients.py)
-    "int8 + QAS (round, int16 input grads)": ("int8", {"int8_update": "round",
+    "int8 + QAS (round) + int16 input grads": ("int8", {"int8_update": "round",
                                                        "pointwise_input_grad": "int16"}),
-    "int8 + QAS (stochastic, int16 input grads)": ("int8", {"int8_update": "stochastic",
+    "int8 + QAS (stochastic) + int16 input grads": ("int8", {"int8_update": "stochastic",
                                                             "pointwise_input_grad": "int16"}),
 }
 

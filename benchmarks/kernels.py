@@ -222,7 +222,7 @@ def grad_program(prim, inputs) -> str:
 
 def grad_cases(seed: int = 0):
     """(shape name, kernel kind, naive PrimFunc, fast PrimFunc, inputs, work units)."""
-    from tinytvm.quant import qgrad
+    from tinytvm.quant import qgrad, qgrad16
     from tinytvm.quant.fast import fast_version
 
     rng = np.random.default_rng(seed)
@@ -242,8 +242,35 @@ def grad_cases(seed: int = 0):
             kernels += [("bias", qgrad.bias_grad(o, g.out_hw), [g_acc], outs),
                         ("acc", qgrad.accumulator_grad(o, g.out_hw, "int8", False),
                          [y, g_acc, scale], outs)]
+        if qgrad16.is_pointwise(g):
+            kernels += _int16_kernels(g, g_acc, w, rng, outs)
         for kind, naive, inputs, work in kernels:
             yield name, kind, naive, fast_version(naive), inputs, work
+
+
+def _int16_kernels(g: ConvGeometry, g_acc, w, rng, outs: int):
+    """The int16 input gradient of a pointwise conv (qgrad16): the data gradient per MAC, the
+    per-tensor scale and the quantization per g_acc element."""
+    from tinytvm.quant import qgrad16
+
+    o, hw = g.out_channels, g.out_hw
+    qmax = qgrad16.qmax_for(o)
+    m = np.abs(g_acc).max()
+    scale = np.array([m / qmax, qmax / m], np.float32)
+    q = rng.integers(-qmax, qmax + 1, qgrad16.packed_shape(o, hw[0] * hw[1])).astype(np.int16)
+    return [("data int16", qgrad16.data_grad(g), [q, scale, w], outs * g.in_channels),
+            ("scale int16", qgrad16.grad_scale(o, hw, qmax), [g_acc], outs),
+            ("quantize int16", qgrad16.quantize(o, hw), [g_acc, scale], outs)]
+
+
+def int16_covers(name: str) -> bool:
+    """Whether the Int16PointwiseGradients pass (default thresholds) takes this layer."""
+    from tinytvm.passes.int16_gradients import MIN_IN_CHANNELS, MIN_OUT_CHANNELS
+    from tinytvm.quant import qgrad16
+
+    c, hw, o, k, s, groups = layer_conv(name)
+    g = ConvGeometry.of((1, c, hw, hw), (o, c // groups, k, k), s, (k - 1) // 2, groups)
+    return (qgrad16.is_pointwise(g) and c >= MIN_IN_CHANNELS and o >= MIN_OUT_CHANNELS)
 
 
 # ---- fused kernels: expansion + depthwise (forward of the frozen prefix), gradient + update ---
@@ -452,7 +479,7 @@ def computed_conv(name: str, kind: str) -> tuple[int, ...]:
     gradient of `rows` output channels pairs with the forward of that row slice (both reuse
     each converted input for `rows` rows); otherwise the layer's own conv."""
     _, c, hw, o, k, s, groups, rows = GRAD_ENTRIES[name]
-    if kind == "data" and groups == 1 and k == s == 1:
+    if kind in ("data", "data int16") and groups == 1 and k == s == 1:
         return o, hw, c, 1, 1, 1
     if kind == "weight" and rows is not None:
         return c, hw, rows, k, s, groups
@@ -501,34 +528,54 @@ def backward_fused_tables(console, backward=True, fused=True):
             _fused_table(console, Path(tmp))
 
 
+GRADIENT_KINDS = ("weight", "data", "data int16")  # per MAC, next to a forward conv
+
+
 def _backward_table(console, tmp):
     grad_table = Table(title="int8 training backward kernels, one call, QEMU instructions "
-                             "per MAC (bias / acc: per output element)")
+                             "per MAC (bias / acc / scale / quantize: per output element)")
     for col in ("shape", "kernel", "MACs / elements", "naive qgrad", "fast", "speed-up",
                 "bit-exact host+QEMU", "layer's forward fast", "fast / layer fwd",
                 "computed conv's forward", "fast / computed fwd", f"<= {BACKWARD_RATIO}x"):
         grad_table.add_column(col, justify="right")
     rows = grad_rows(tmp)
-    kinds = [(name, kind) for name, kind, *_ in rows if kind in ("weight", "data")]
+    kinds = [(name, kind) for name, kind, *_ in rows if kind in GRADIENT_KINDS]
     forward = forward_fast_per_mac(tmp, [layer_conv(n) for n, _ in kinds]
                                    + [computed_conv(n, k) for n, k in kinds])
-    within = {"layer": [], "computed": []}
+    ratios = {}  # (name, kind) -> (fast / layer forward, fast / computed forward)
     for name, kind, units, naive, fast, exact in rows:
         cells = ["", "", "", "", ""]
-        if kind in ("weight", "data"):  # bias / acc are per output element
+        if kind in GRADIENT_KINDS:
             own, same = forward[layer_conv(name)], forward[computed_conv(name, kind)]
-            within["layer"].append(fast / own <= BACKWARD_RATIO)
-            within["computed"].append(fast / same <= BACKWARD_RATIO)
+            ratios[name, kind] = (fast / own, fast / same)
             cells = [f"{own:.3f}", f"{fast / own:.3f}x",
                      f"{same:.3f}" if computed_conv(name, kind) != layer_conv(name) else "(same)",
                      f"{fast / same:.3f}x",
-                     " / ".join("yes" if w[-1] else "NO" for w in within.values())]
+                     " / ".join("yes" if r <= BACKWARD_RATIO else "NO"
+                                for r in ratios[name, kind])]
         grad_table.add_row(name, kind, f"{units:,}", f"{naive:.2f}", f"{fast:.3f}",
                            f"{naive / fast:.1f}x", "yes" if exact else "NO", *cells)
     console.print(grad_table)
-    for ref, ok in within.items():
-        console.print(f"weight / data gradients within {BACKWARD_RATIO}x of the {ref} conv's "
-                      f"forward per MAC: {sum(ok)} of {len(ok)}")
+    per_unit = {(name, kind): fast for name, kind, _, _, fast, _ in rows}
+    for name, kind in ratios:
+        if kind == "data int16" and GRAD_ENTRIES[name][-1] is None:
+            c, o = GRAD_ENTRIES[name][1], GRAD_ENTRIES[name][3]
+            extra = (per_unit[name, "scale int16"] + per_unit[name, "quantize int16"]) / c
+            console.print(f"{name}: int16 input gradient with its scale and quantization "
+                          f"{per_unit[name, kind] + extra:.3f} per MAC (float32: "
+                          f"{per_unit[name, 'data']:.3f}); the pass takes it: "
+                          f"{'yes' if int16_covers(name) else 'no'}")
+    # the default build runs the float32 kernels; with pointwise_input_grad="int16" the layers
+    # the pass takes run the int16 data gradient instead
+    builds = {"float32 gradients (default)": [k for k in ratios if k[1] != "data int16"],
+              'pointwise_input_grad="int16"': [
+                  (n, k) for n, k in ratios if k == "weight"
+                  or (k == "data int16") == ((n, "data int16") in ratios and int16_covers(n))]}
+    for build, keys in builds.items():
+        for i, ref in enumerate(("layer", "computed")):
+            ok = sum(ratios[key][i] <= BACKWARD_RATIO for key in keys)
+            console.print(f"{build}: weight / data gradients within {BACKWARD_RATIO}x of the "
+                          f"{ref} conv's forward per MAC: {ok} of {len(keys)}")
 
 
 def _fused_table(console, tmp):
@@ -542,9 +589,16 @@ def _fused_table(console, tmp):
     console.print(fused_table)
 
 
+STEP_BUILDS = {  # label: (fast kernels, TrainConfig.pointwise_input_grad)
+    "naive": (False, "float32"), "fast": (True, "float32"),
+    "naive, int16 input grads": (False, "int16"), "fast, int16 input grads": (True, "int16"),
+}
+
+
 def step_tables(console):
     with tempfile.TemporaryDirectory(prefix="tinytvm-sbench-") as tmp:
-        steps = {kind: whole_step(Path(tmp), kind == "fast") for kind in ("naive", "fast")}
+        steps = {kind: whole_step(Path(tmp), fast, input_grad=grad, profile=fast)
+                 for kind, (fast, grad) in STEP_BUILDS.items()}
     step_table = Table(title="MobileNetV2-w0.35 128x128, paper sparse scheme: one training "
                              "step, QEMU instructions")
     for col in ("kernels", "step (N=2 - N=1)", "first step (N=1 - N=0)", "eval-only program",
@@ -554,9 +608,10 @@ def step_tables(console):
         step_table.add_row(kind, f"{r['step']:,}", f"{r['first']:,}", f"{r['eval_only']:,}",
                            " ".join(f"{v:08x}" for v in r["losses"].view(np.uint32)))
     console.print(step_table)
-    same = np.array_equal(steps["naive"]["losses"].view(np.uint32),
-                          steps["fast"]["losses"].view(np.uint32))
-    console.print(f"losses naive == fast, bit for bit: {'yes' if same else 'NO'}")
+    for naive, fast in (("naive", "fast"), ("naive, int16 input grads", "fast, int16 input grads")):
+        same = np.array_equal(steps[naive]["losses"].view(np.uint32),
+                              steps[fast]["losses"].view(np.uint32))
+        console.print(f"losses {naive} == {fast}, bit for bit: {'yes' if same else 'NO'}")
     console.print(_profile_table(steps["fast"], top=15))
 
 

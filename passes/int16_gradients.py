@@ -2,8 +2,8 @@
 
 Requires: `train_step` from Autodiff over an int8 graph (tinytvm.quant kernels, "tt.op").
 Guarantees: the input gradient (`qconv2d_data_grad`) of every 1x1, stride-1, unpadded,
-groups=1 conv with at least `min_in_channels` input and `min_out_channels` output channels
-reads `q = rint(g_acc · qmax / max|g_acc|)`, int16, instead of the float32 `g_acc`: right
+groups=1 conv with at least `min_in_channels` input and `min_out_channels` output channels and
+a frozen weight reads `q = rint(g_acc · qmax / max|g_acc|)`, int16, instead of the float32 `g_acc`: right
 before it, one `grad16_scale` and one `grad16_quantize` of `g_acc`; the data gradient becomes
 `qconv2d_data_grad16` (an exact int32 sum, rescaled once per element). The conv's own weight
 and bias gradients still read the float32 `g_acc`; every other kernel is untouched. Numerics:
@@ -13,6 +13,11 @@ Why the thresholds: the quantization costs ~14 instructions per g_acc element on
 (a max and a rounding), shared by the C input channels that each element feeds, and the
 integer sum pays its setup per O-long dot product; below ~48 input or ~32 output channels the
 float32 kernel is as fast (`python benchmarks/kernels.py --only backward` measures both).
+Why frozen weights only: a trained conv's float32 g_acc must outlive its input gradient (the
+in-place update comes after every reader of the old weight), so the int16 copy would add its
+bytes to the arena there (measured: +23 KB on MCUNet's sparse scheme); a frozen conv's g_acc
+dies at the quantization (its bias gradient runs first), so the input gradient then holds 2
+bytes per element instead of 4.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tinytvm.quant import qgrad16
 from tinytvm.quant.qops import ConvGeometry, tt_op
 
 MIN_IN_CHANNELS, MIN_OUT_CHANNELS = 48, 32
+WEIGHT_GRADIENT_OPS = ("qconv2d_weight_grad", "weight_grad_update")
 
 
 def _covered(prim, g_acc, dx, weight, min_in: int, min_out: int) -> ConvGeometry | None:
@@ -36,17 +42,31 @@ def _covered(prim, g_acc, dx, weight, min_in: int, min_out: int) -> ConvGeometry
     return geom
 
 
+def _kernel(mod, value):
+    name = op_name(value)
+    return mod[value.args[0]] if name and name.startswith("call_tir:") else None
+
+
+def _weight_trained_from(mod, view: FunctionView) -> set:
+    """The g_acc variables a weight gradient reads: that conv's weight is updated in place
+    after its input gradient (which reads the old weight), so its float32 g_acc lives across
+    the input gradient whatever the order, and an int16 copy would only add bytes there."""
+    return {b.value.args[1].fields[1] for b in view.bindings
+            if (prim := _kernel(mod, b.value)) is not None
+            and tt_op(prim) in WEIGHT_GRADIENT_OPS}
+
+
 def int16_pointwise_gradients(mod: tvm.IRModule, bb: relax.BlockBuilder, min_in: int,
                               min_out: int) -> relax.Function:
     view = FunctionView.of(mod["train_step"])
+    trained = _weight_trained_from(mod, view)
     bindings, changed = [], False
     for b in view.bindings:
-        name = op_name(b.value)
-        prim = mod[b.value.args[0]] if name and name.startswith("call_tir:") else None
+        prim = _kernel(mod, b.value)
         if prim is not None and tt_op(prim) == "qconv2d_data_grad":
             g_acc, weight = b.value.args[1].fields
             geom = _covered(prim, g_acc, b.var, weight, min_in, min_out)
-            if geom is not None:
+            if geom is not None and not any(g_acc.same_as(t) for t in trained):
                 bindings += _quantized_data_grad(bb, b.var, g_acc, weight, geom)
                 changed = True
                 continue

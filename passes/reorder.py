@@ -22,16 +22,15 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from tinytvm.aot import DTYPE_BYTES
 from tinytvm.ir import FunctionView
-
-_BYTES = {"float32": 4, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1}
 
 
 def _nbytes(var) -> int:
     ty = var.ty
     if not isinstance(ty, relax.TensorType):
         return 0
-    return int(np.prod([int(s) for s in ty.shape], dtype=np.int64)) * _BYTES.get(str(ty.dtype), 4)
+    return int(np.prod([int(s) for s in ty.shape], dtype=np.int64)) * DTYPE_BYTES.get(str(ty.dtype), 4)
 
 
 class _Graph:

@@ -6,9 +6,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from .aot import DTYPE_BYTES
 from .lower import legalize
-
-_BYTES = {"float32": 4, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1}
 
 
 def relax_static_plan_bytes(graph_mod: tvm.IRModule, func: str = "train_step",
@@ -32,7 +31,7 @@ def relax_static_plan_bytes(graph_mod: tvm.IRModule, func: str = "train_step",
             total += int(expr.args[0].values[0])
         elif expr.op.name == "relax.builtin.alloc_tensor":
             shape = [int(v) for v in expr.args[0].values]
-            total += int(np.prod(shape, dtype=np.int64)) * _BYTES[str(expr.args[1].value)]
+            total += int(np.prod(shape, dtype=np.int64)) * DTYPE_BYTES[str(expr.args[1].value)]
 
     relax.analysis.post_order_visit(mod[func].body, visit)
     return total
