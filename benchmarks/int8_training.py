@@ -24,7 +24,8 @@ per-channel int8, TFLite fixed-point requantization, calibrated on the pre-train
 then every weight is fine-tuned on all ten digits; 400 held-out digits.
 
 Rerun: `python benchmarks/int8_training.py [--task mbv2|small] [--steps N] [--seeds 3]
-[--qemu]` (mbv2: ~25 min on 2 cores; small: ~2 min).
+[--qemu]` (mbv2: ~25 min on 2 cores; small: ~2 min); `--int16-fidelity` compares the updates of
+float32 and int16 input gradients over 3 steps (~1 min).
 """
 
 from __future__ import annotations
@@ -136,6 +137,9 @@ def main():
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--qemu", action="store_true", help="also run int8+QAS in QEMU")
     parser.add_argument("--qemu-only", action="store_true", help="only the QEMU run (mbv2)")
+    parser.add_argument("--int16-fidelity", action="store_true",
+                        help="only compare 3 steps' updates with float32 and int16 input "
+                             "gradients (mbv2, seed 0, fp32 masters)")
     args = parser.parse_args()
     console = Console(width=170)
     methods = args.methods.split(",")
@@ -163,11 +167,38 @@ def main():
     tasks = {s: (*models_for_seed(s), task(s, args.train, args.eval)) for s in seeds}
     if args.qemu_only:
         return qemu_check(console, int8_0, scheme, tasks[0][2]["int8"], {})
+    if args.int16_fidelity:
+        return int16_fidelity(console, int8_0, scheme, tasks[0][2]["int8"])
     results = compare(tasks, scheme, steps, grids, methods, console)
     print_table(console, f"MobileNetV2-w0.35 (pretrained) → digits 128×128, {steps} steps, "
                          f"batch 1, {scheme}, {len(seeds)} seeds, {args.eval} held-out", results)
     if args.qemu:
         qemu_check(console, int8_0, scheme, tasks[0][2]["int8"], results)
+
+
+def int16_fidelity(console, model, scheme, data, steps: int = 3):
+    """How far int16 input gradients move the updates: the same `steps` samples from the same
+    weights with pointwise_input_grad float32 and int16 (fp32 master copies, so every update is
+    seen unrounded); per trained tensor, the relative L2 distance of the two total updates."""
+    (x, y), _ = data
+    sessions = [tinytvm.build(model, verify=False, train=tinytvm.TrainConfig(
+        lr=0.005, update=scheme, pointwise_input_grad=grad)).host_session()
+        for grad in ("float32", "int16")]
+    before = sessions[0].params()
+    for k in range(steps):
+        for s in sessions:
+            s.train_step(x[k], int(y[k]))
+    after = [s.params() for s in sessions]
+    table = Table(title=f"int16 vs float32 input gradients: {steps} steps' updates (fp32 masters)")
+    for col in ("trained tensor", "|update| (L2)", "relative L2 difference"):
+        table.add_column(col, justify="right")
+    for name, value in before.items():
+        if name.endswith(".master"):
+            d32, d16 = after[0][name] - value, after[1][name] - value
+            norm = np.linalg.norm(d32)
+            if norm > 0:
+                table.add_row(name, f"{norm:.3g}", f"{np.linalg.norm(d16 - d32) / norm:.2e}")
+    console.print(table)
 
 
 def qemu_check(console, model, scheme, data, results, steps: int = 3, n_eval: int = 2):

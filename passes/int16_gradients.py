@@ -3,13 +3,14 @@
 Requires: `train_step` from Autodiff over an int8 graph (tinytvm.quant kernels, "tt.op").
 Guarantees: the input gradient (`qconv2d_data_grad`) of every 1x1, stride-1, unpadded,
 groups=1 conv with at least `min_in_channels` input and `min_out_channels` output channels and
-a frozen weight reads `q = rint(g_acc · qmax / max|g_acc|)`, int16, instead of the float32 `g_acc`: right
-before it, one `grad16_scale` and one `grad16_quantize` of `g_acc`; the data gradient becomes
+a frozen weight reads `q = rint(g_acc · qmax / max|g_acc|)`, int16, instead of the float32
+`g_acc`: right before it, one `grad16_scale` and one `grad16_quantize` of `g_acc`; the data
+gradient becomes
 `qconv2d_data_grad16` (an exact int32 sum, rescaled once per element). The conv's own weight
 and bias gradients still read the float32 `g_acc`; every other kernel is untouched. Numerics:
 tinytvm/quant/qgrad16.py.
 
-Why the thresholds: the quantization costs ~14 instructions per g_acc element on a Cortex-M7
+Why the thresholds: the quantization costs ~10.5 instructions per g_acc element on a Cortex-M7
 (a max and a rounding), shared by the C input channels that each element feeds, and the
 integer sum pays its setup per O-long dot product; below ~48 input or ~32 output channels the
 float32 kernel is as fast (`python benchmarks/kernels.py --only backward` measures both).
@@ -51,7 +52,7 @@ def _weight_trained_from(mod, view: FunctionView) -> set:
     """The g_acc variables a weight gradient reads: that conv's weight is updated in place
     after its input gradient (which reads the old weight), so its float32 g_acc lives across
     the input gradient whatever the order, and an int16 copy would only add bytes there."""
-    return {b.value.args[1].fields[1] for b in view.bindings
+    return {b.value.args[1].fields[1] for b in view.bindings  # (x, g_acc, ...)
             if (prim := _kernel(mod, b.value)) is not None
             and tt_op(prim) in WEIGHT_GRADIENT_OPS}
 
@@ -66,7 +67,7 @@ def int16_pointwise_gradients(mod: tvm.IRModule, bb: relax.BlockBuilder, min_in:
         if prim is not None and tt_op(prim) == "qconv2d_data_grad":
             g_acc, weight = b.value.args[1].fields
             geom = _covered(prim, g_acc, b.var, weight, min_in, min_out)
-            if geom is not None and not any(g_acc.same_as(t) for t in trained):
+            if geom is not None and g_acc not in trained:
                 bindings += _quantized_data_grad(bb, b.var, g_acc, weight, geom)
                 changed = True
                 continue
