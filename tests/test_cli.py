@@ -195,10 +195,14 @@ def test_build_int8_from_calibration(model_file, tmp_path):
     calibration = tmp_path / "calib.npz"
     np.savez(calibration, x=np.random.default_rng(0).uniform(0, 1, (8, 1, 8, 8)))
     ok = invoke("build", model_file, "-t", "stm32f746", "--int8", calibration,
-                "--int8-update", "stochastic", "-o", tmp_path / "int8")
+                "--int8-update", "stochastic", "--pointwise-input-grad", "int16",
+                "-o", tmp_path / "int8")
     assert ok.exit_code == 0, ok.output
     settings = json.loads((tmp_path / "int8" / "build.json").read_text())
     assert settings["train"]["int8_update"] == "stochastic" and settings["train"]["qas"]
+    assert settings["train"]["pointwise_input_grad"] == "int16"
+    wrong = invoke("build", model_file, "--pointwise-input-grad", "int8", "-o", tmp_path / "x")
+    assert wrong.exit_code == 2 and "int8" in wrong.output
     assert settings["int8_calibration"] == str(calibration.resolve())
     assert "int8_t" in (tmp_path / "int8" / "model.h").read_text()
     bad = tmp_path / "bad.npz"
