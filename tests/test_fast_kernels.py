@@ -1006,11 +1006,10 @@ def test_fast_inplace_depthwise_kernels_match_naive_when_aliased(tmp_path):
             np.testing.assert_array_equal(got, reference, err_msg=f"{kind}{i}")
 
 
-def test_fast_weight_update_saturates_extreme_steps_like_naive(tmp_path):
-    """Steps far beyond the int8 range (|step| ~ 1e3..1e6, overflow to +-inf, NaN from an
-    inf gradient): tt_g_apply's int32 clamp gives the naive int64 clamp's bytes."""
-    rng = np.random.default_rng(23)
-    prims, runs = {}, []
+def _extreme_update_cases(rng):
+    """(name, naive kernel, inputs) of fused updates with steps far beyond the int8 range
+    (|step| ~ 1e3..1e6, overflow to +-inf, NaN from an inf gradient)."""
+    cases = []
     for case in ("pointwise_24to16_4x4", "depthwise3_s1_7_6x6_rows5", "pointwise_16to5_9x9"):
         for rounding in ("round", "stochastic"):
             naive, inputs = update_kernel(case, rounding, 0.05, rng)
@@ -1020,15 +1019,40 @@ def test_fast_weight_update_saturates_extreme_steps_like_naive(tmp_path):
                 factor[1] = -1e38
             g_acc = inputs[1]
             g_acc.reshape(-1)[3] = np.inf  # an inf gradient: inf or NaN sums downstream
-            name = f"{case}_{rounding}"
-            prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast_version(naive)
-            runs.append((name, inputs))
+            cases.append((f"{case}_{rounding}", naive, inputs))
+    return cases
+
+
+def test_fast_weight_update_saturates_extreme_steps_like_naive(tmp_path):
+    """Extreme steps: tt_g_apply's int32 clamp gives the naive int64 clamp's bytes."""
+    cases = _extreme_update_cases(np.random.default_rng(23))
+    prims = {}
+    for name, naive, _ in cases:
+        prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast_version(naive)
     lib = _host_library(prims, tmp_path, "extreme")
-    for name, inputs in runs:
+    for name, _, inputs in cases:
         target = inputs[2]
         naive, fast = (_call(lib, f"{k}_{name}", inputs, np.zeros_like(target)) for k in "nf")
         np.testing.assert_array_equal(fast, naive, err_msg=name)
         assert {-128, 127} <= set(naive.reshape(-1).tolist()), name  # saturated both ways
+
+
+def test_fast_weight_update_extreme_steps_on_cortex_m7(tmp_path):
+    """The same extreme steps on the Cortex-M7 (VMINNM / VMAXNM / SSAT in tt_g_apply: a NaN
+    step must saturate like the naive kernel's comparisons), naive against fast in QEMU."""
+    cases = _extreme_update_cases(np.random.default_rng(23))
+    prims, data, calls = {}, "", ""
+    for name, naive, inputs in cases:
+        prims[f"n_{name}"], prims[f"f_{name}"] = naive, fast_version(naive)
+        size = int(np.prod(inputs[2].shape))
+        args = []
+        for i, a in enumerate(inputs):
+            a = np.ascontiguousarray(a)
+            data += _c_array(f"{name}_in{i}", a.view(np.float32) if a.dtype == np.int32 else a)
+            args.append(f"(void *){name}_in{i}")
+        data += f"static int8_t {name}_n[{size}], {name}_f[{size}];\n"
+        calls += _compare_call(name, args, "(void *)")
+    _run_on_m7(tmp_path, "extreme", prims, data, calls)
 
 
 # ---- mask-testing element-wise kernels (pack_mask, masked / qadd gradients -> tt_qmask.h) -----

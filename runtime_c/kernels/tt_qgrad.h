@@ -1265,10 +1265,19 @@ static inline void tt_g_apply(int32_t mode, float acc, float factor, float lr, c
      * |w| <= 128, clamping to +-1024 instead saturates every v (integer-valued, +-inf or NaN,
      * compared in the same min/max form) to the same int8, and the subtraction fits int32:
      * no int64 conversion (a libgcc call on the M7). */
+#if TT_QGRAD_ASM
+    /* VMINNM / VMAXNM (IEEE minNum / maxNum: a NaN v gives 1024, as the comparisons below, which
+     * are false for NaN) and one SSAT: 11 instructions per element instead of ~26 with the
+     * compare-and-branch chains GCC makes of the ternaries. */
+    float c = __builtin_fmaxf(__builtin_fminf(v, 1024.0f), -1024.0f);
+    int32_t d = (int32_t)((const int8_t *)w)[e] - (int32_t)c;
+    __asm__("ssat %0, #8, %0" : "+r"(d));
+#else
     float lo = (v) < (1024.0f) ? (v) : (1024.0f);
     int32_t d = (int32_t)((const int8_t *)w)[e] - (int32_t)((lo) > (-1024.0f) ? (lo) : (-1024.0f));
     d = d < 127 ? d : 127;
     d = d > -128 ? d : -128;
+#endif
     ((int8_t *)w_new)[e] = (int8_t)d;
 }
 
