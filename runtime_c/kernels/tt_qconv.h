@@ -173,18 +173,28 @@ static inline int32_t tt_q_smlatb(uint32_t a, uint32_t b, int32_t acc)
 
 /* ---- requantization: qops' float32 sequence, bit for bit ------------------------------------ */
 
-/* clamp(nearbyintf(v) + y_zero, -128, 127) */
-static inline int8_t tt_q_round_clamp(float v, int32_t y_zero)
+#if defined(__arm__) && defined(__ARM_FP) && (__ARM_FP & 4)
+/* VCVTR: float -> int32 in the FPSCR rounding mode (nearest even after reset, = nearbyintf),
+ * saturating at the int32 range; one instruction (GCC makes VRINTR + VCVT of nearbyintf). */
+static inline int32_t tt_q_rint_s32(float v)
 {
-#if TT_QCONV_DSP && defined(__ARM_FP)
-    /* VCVTR: float -> int32 in the FPSCR rounding mode (= nearbyintf), saturating; then
-     * clamp(r + y_zero) in saturating integers, which equals qops' float clamp: below 2**24 the
-     * float sum is exact, beyond it both clamp to the same bound. */
     float r;
     __asm__("vcvtr.s32.f32 %0, %1" : "=t"(r) : "t"(v));
     int32_t i;
     memcpy(&i, &r, 4);
-    return (int8_t)__ssat(__qadd(i, y_zero), 8);
+    return i;
+}
+#else
+static inline int32_t tt_q_rint_s32(float v) { return (int32_t)nearbyintf(v); }
+#endif
+
+/* clamp(nearbyintf(v) + y_zero, -128, 127) */
+static inline int8_t tt_q_round_clamp(float v, int32_t y_zero)
+{
+#if TT_QCONV_DSP && defined(__ARM_FP)
+    /* clamp(rint(v) + y_zero) in saturating integers, which equals qops' float clamp: below
+     * 2**24 the float sum is exact, beyond it both clamp to the same bound. */
+    return (int8_t)__ssat(__qadd(tt_q_rint_s32(v), y_zero), 8);
 #else
     float r = nearbyintf(v) + (float)y_zero;
     r = r < 127.0f ? r : 127.0f;
@@ -398,6 +408,36 @@ static inline __attribute__((always_inline)) void tt_q_cols_inside4(
     }
 }
 
+#if TT_QCONV_DSP
+/* The SMLADs of one group of 4 taps against 4 pixels' columns (8 words; the first 4 already in
+ * c0-c3 by an LDMIA of the caller's group, the next 4 loaded here): acc[i] += (c[2i] . WA) +
+ * (c[2i + 1] . WB), WA / WB the taps' (t, t + 2) and (t + 1, t + 3) int16 pairs. */
+#define TT_Q_ASM_COLS4_SMLAD(WA, WB)                          \
+    "smlad  %[a0], %[c0], " WA ", %[a0]\n\t"                   \
+    "smlad  %[a0], %[c1], " WB ", %[a0]\n\t"                   \
+    "smlad  %[a1], %[c2], " WA ", %[a1]\n\t"                   \
+    "smlad  %[a1], %[c3], " WB ", %[a1]\n\t"                   \
+    "ldmia  %[cp]!, {%[c0], %[c1], %[c2], %[c3]}\n\t"         \
+    "smlad  %[a2], %[c0], " WA ", %[a2]\n\t"                   \
+    "smlad  %[a2], %[c1], " WB ", %[a2]\n\t"                   \
+    "smlad  %[a3], %[c2], " WA ", %[a3]\n\t"                   \
+    "smlad  %[a3], %[c3], " WB ", %[a3]\n\t"
+/* %[n] groups of GROUP, two per iteration (an odd one first): n >> 1 iterations, no counter
+ * register beyond n. */
+#define TT_Q_ASM_PAIRS_LOOP(GROUP)                            \
+    "lsrs   %[n], %[n], #1\n\t"                               \
+    "bcc    2f\n\t"                                            \
+    GROUP                                                     \
+    "2:\n\t"                                                   \
+    "cbz    %[n], 3f\n\t"                                      \
+    "1:\n\t"                                                   \
+    GROUP                                                     \
+    GROUP                                                     \
+    "subs   %[n], %[n], #1\n\t"                               \
+    "bne    1b\n\t"                                            \
+    "3:\n\t"
+#endif
+
 /* The 4 accumulators of output channel row `wr` (K int8 weights) against the 4 columns,
  * each starting at `init`. */
 static inline __attribute__((always_inline)) void tt_q_dot4(const int8_t *wr, int32_t K, int32_t last_row, const tt_q_word *col,
@@ -419,27 +459,9 @@ static inline __attribute__((always_inline)) void tt_q_dot4(const int8_t *wr, in
     "ldmia  %[cp]!, {%[c0], %[c1], %[c2], %[c3]}\n\t"         \
     "sxtb16 %[wa], %[wv]\n\t"                                 \
     "sxtb16 %[wv], %[wv], ror #8\n\t"                         \
-    "smlad  %[a0], %[c0], %[wa], %[a0]\n\t"                   \
-    "smlad  %[a0], %[c1], %[wv], %[a0]\n\t"                   \
-    "smlad  %[a1], %[c2], %[wa], %[a1]\n\t"                   \
-    "smlad  %[a1], %[c3], %[wv], %[a1]\n\t"                   \
-    "ldmia  %[cp]!, {%[c0], %[c1], %[c2], %[c3]}\n\t"         \
-    "smlad  %[a2], %[c0], %[wa], %[a2]\n\t"                   \
-    "smlad  %[a2], %[c1], %[wv], %[a2]\n\t"                   \
-    "smlad  %[a3], %[c2], %[wa], %[a3]\n\t"                   \
-    "smlad  %[a3], %[c3], %[wv], %[a3]\n\t"
+    TT_Q_ASM_COLS4_SMLAD("%[wa]", "%[wv]")
         __asm__(
-            "lsrs   %[n], %[n], #1\n\t"
-            "bcc    2f\n\t"
-            TT_Q_DOT4_GROUP
-            "2:\n\t"
-            "cbz    %[n], 3f\n\t"
-            "1:\n\t"
-            TT_Q_DOT4_GROUP
-            TT_Q_DOT4_GROUP
-            "subs   %[n], %[n], #1\n\t"
-            "bne    1b\n\t"
-            "3:\n\t"
+            TT_Q_ASM_PAIRS_LOOP(TT_Q_DOT4_GROUP)
             : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [wp] "+&r"(wr),
               [cp] "+&r"(col), [n] "+&l"(groups), [wv] "=&r"(wv), [wa] "=&r"(wa),
               [c0] "=&r"(c0), [c1] "=&r"(c1), [c2] "=&r"(c2), [c3] "=&r"(c3)

@@ -43,19 +43,8 @@ TT_Q_SPECIALISED void tt_qgrad16_scale(const float *g, float *scale, int32_t n, 
     scale[1] = 0.0f < m ? qmax / m : 0.0f;
 }
 
-/* (int16_t)nearbyintf(v) for |v| <= 32767: on the M7 one VCVTR (rounds by FPSCR, as VRINTR) */
-static inline int16_t tt_g16_round(float v)
-{
-#if defined(__arm__) && defined(__ARM_FP) && (__ARM_FP & 4)
-    float r;
-    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(r) : "t"(v));
-    int32_t i;
-    memcpy(&i, &r, 4);
-    return (int16_t)i;
-#else
-    return (int16_t)nearbyintf(v);
-#endif
-}
+/* (int16_t)nearbyintf(v) for |v| <= 32767 (one VCVTR on the M7) */
+static inline int16_t tt_g16_round(float v) { return (int16_t)tt_q_rint_s32(v); }
 
 /* g_acc (O, P) -> q packed (ceil(P / 4), ceil(O / 4), 4, 2, 2) */
 TT_Q_SPECIALISED void tt_qgrad16_quantize(const float *g, const float *scale, int16_t *q,
@@ -103,27 +92,9 @@ static inline __attribute__((always_inline)) void tt_g16_dot4(const tt_q_word *w
 #define TT_G16_GROUP                                           \
     "ldrd   %[wa], %[wb], [%[wp]], #8\n\t"                     \
     "ldmia  %[cp]!, {%[c0], %[c1], %[c2], %[c3]}\n\t"         \
-    "smlad  %[a0], %[c0], %[wa], %[a0]\n\t"                   \
-    "smlad  %[a0], %[c1], %[wb], %[a0]\n\t"                   \
-    "smlad  %[a1], %[c2], %[wa], %[a1]\n\t"                   \
-    "smlad  %[a1], %[c3], %[wb], %[a1]\n\t"                   \
-    "ldmia  %[cp]!, {%[c0], %[c1], %[c2], %[c3]}\n\t"         \
-    "smlad  %[a2], %[c0], %[wa], %[a2]\n\t"                   \
-    "smlad  %[a2], %[c1], %[wb], %[a2]\n\t"                   \
-    "smlad  %[a3], %[c2], %[wa], %[a3]\n\t"                   \
-    "smlad  %[a3], %[c3], %[wb], %[a3]\n\t"
+    TT_Q_ASM_COLS4_SMLAD("%[wa]", "%[wb]")
         __asm__(
-            "lsrs   %[n], %[n], #1\n\t"
-            "bcc    2f\n\t"
-            TT_G16_GROUP
-            "2:\n\t"
-            "cbz    %[n], 3f\n\t"
-            "1:\n\t"
-            TT_G16_GROUP
-            TT_G16_GROUP
-            "subs   %[n], %[n], #1\n\t"
-            "bne    1b\n\t"
-            "3:\n\t"
+            TT_Q_ASM_PAIRS_LOOP(TT_G16_GROUP)
             : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [wp] "+&r"(wp),
               [cp] "+&r"(cp), [n] "+&l"(groups), [wa] "=&r"(wa), [wb] "=&r"(wb),
               [c0] "=&r"(c0), [c1] "=&r"(c1), [c2] "=&r"(c2), [c3] "=&r"(c3)
