@@ -16,7 +16,14 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, const_array, op_name, rewrite_function, shape_of
+from tinytvm.ir import (
+    FunctionView,
+    call_tir_kernel,
+    const_array,
+    op_name,
+    rewrite_function,
+    shape_of,
+)
 from tinytvm.quant.qops import ConvGeometry, tt_op
 from tinytvm.quant.qupdate import weight_grad_update
 
@@ -38,10 +45,8 @@ class _Chain:
         return self.defs.get(var)
 
     def kernel(self, call):
-        name = op_name(call)
-        if not (name and name.startswith("call_tir:")):
-            return None, []
-        return self.mod[call.args[0]], list(call.args[1].fields)
+        prim = call_tir_kernel(self.mod, call)
+        return (prim, list(call.args[1].fields)) if prim is not None else (None, [])
 
     def step(self, step_var):
         """(weight-grad call, qas factor or None, lr) from the `lr_step` variable."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, op_name, rewrite_functions, shape_of
+from tinytvm.ir import FunctionView, call_tir_kernel, rewrite_functions, shape_of
 from tinytvm.quant.inplace import (
     depthwise_data_grad_inplace,
     is_depthwise,
@@ -48,9 +48,9 @@ def inplace_depthwise(mod: tvm.IRModule, name: str, bb: relax.BlockBuilder) -> r
     bindings = []
     for b in view.bindings:
         value = b.value
-        callee = op_name(value)
-        if callee and callee.startswith("call_tir:"):
-            prim, args = mod[value.args[0]], list(value.args[1].fields)
+        prim = call_tir_kernel(mod, value)
+        if prim is not None:
+            args = list(value.args[1].fields)
             kernel = _replacement(prim, args)
             forward_ok = tt_op(prim) != "qconv2d" or uses.get(args[0], 0) == 1
             if kernel is not None and forward_ok:

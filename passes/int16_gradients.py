@@ -26,7 +26,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, op_name, rewrite_function, shape_of
+from tinytvm.ir import FunctionView, call_tir_kernel, rewrite_function, shape_of
 from tinytvm.quant import qgrad16
 from tinytvm.quant.qops import ConvGeometry, tt_op
 
@@ -43,17 +43,12 @@ def _covered(prim, g_acc, dx, weight, min_in: int, min_out: int) -> ConvGeometry
     return geom
 
 
-def _kernel(mod, value):
-    name = op_name(value)
-    return mod[value.args[0]] if name and name.startswith("call_tir:") else None
-
-
 def _weight_trained_from(mod, view: FunctionView) -> set:
     """The g_acc variables a weight gradient reads: that conv's weight is updated in place
     after its input gradient (which reads the old weight), so its float32 g_acc lives across
     the input gradient whatever the order, and an int16 copy would only add bytes there."""
     return {b.value.args[1].fields[1] for b in view.bindings  # (x, g_acc, ...)
-            if (prim := _kernel(mod, b.value)) is not None
+            if (prim := call_tir_kernel(mod, b.value)) is not None
             and tt_op(prim) in WEIGHT_GRADIENT_OPS}
 
 
@@ -63,7 +58,7 @@ def int16_pointwise_gradients(mod: tvm.IRModule, bb: relax.BlockBuilder, min_in:
     trained = _weight_trained_from(mod, view)
     bindings, changed = [], False
     for b in view.bindings:
-        prim = _kernel(mod, b.value)
+        prim = call_tir_kernel(mod, b.value)
         if prim is not None and tt_op(prim) == "qconv2d_data_grad":
             g_acc, weight = b.value.args[1].fields
             geom = _covered(prim, g_acc, b.var, weight, min_in, min_out)

@@ -16,16 +16,11 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from tinytvm.ir import FunctionView, op_name, rewrite_function, shape_of
+from tinytvm.ir import FunctionView, call_tir_kernel, rewrite_function, shape_of
 from tinytvm.quant import qgrad
 from tinytvm.quant.qops import tt_op
 
 MASK_READERS = ("qconv2d_acc_grad", "qadd_grad")
-
-
-def _kernel(mod, value):
-    name = op_name(value)
-    return mod[value.args[0]] if name and name.startswith("call_tir:") else None
 
 
 def _masked_kernel(prim, var_shape):
@@ -64,7 +59,7 @@ def pack_saved_masks(mod: tvm.IRModule, bb: relax.BlockBuilder) -> relax.Functio
     bindings = []
     for b in view.bindings:
         value = b.value
-        prim = _kernel(mod, value)
+        prim = call_tir_kernel(mod, value)
         if prim is not None and tt_op(prim) in MASK_READERS and value.args[1].fields[0] in packed:
             y, *rest = value.args[1].fields
             gv = bb.add_func(_masked_kernel(prim, shape_of(y)), f"{tt_op(prim)}_masked")
@@ -79,7 +74,7 @@ def pack_saved_masks(mod: tvm.IRModule, bb: relax.BlockBuilder) -> relax.Functio
 
 def _reads_mask(mod, value, y) -> bool:
     """`value` is a mask-reading kernel that reads `y` as its mask input, and only there."""
-    prim = _kernel(mod, value)
+    prim = call_tir_kernel(mod, value)
     if prim is None or tt_op(prim) not in MASK_READERS:
         return False
     fields = list(value.args[1].fields)

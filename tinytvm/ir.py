@@ -103,6 +103,12 @@ def op_name(value: relax.Expr) -> str | None:
     return None
 
 
+def call_tir_kernel(mod: tvm.IRModule, value: relax.Expr):
+    """The PrimFunc a `call_tir` binding value calls, or None for any other value."""
+    name = op_name(value)
+    return mod[value.args[0]] if name and name.startswith("call_tir:") else None
+
+
 def rewrite_function(mod: tvm.IRModule, name: str, rewrite) -> tvm.IRModule:
     """`mod` with function `name` replaced by `rewrite(mod, bb)`, where `bb` is a BlockBuilder
     over `mod` that receives any kernels the rewrite adds; `mod` unchanged if it has no `name`."""

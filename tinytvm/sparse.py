@@ -15,7 +15,7 @@ import tvm
 from tvm import relax
 
 from .errors import UnsupportedModelError
-from .ir import FunctionView, op_name, shape_of
+from .ir import FunctionView, call_tir_kernel, op_name, shape_of
 
 CONVS = ("relax.nn.conv2d", "relax.nn.conv1d")
 
@@ -68,10 +68,9 @@ INT8_LAYER_OPS = ("qconv2d", "qclassifier")  # tinytvm.quant.qops kernels: (x, w
 
 def _int8_layer(mod, call, weights: set[str], index: int) -> Layer | None:
     """An int8 conv / classifier call_tir (its kernel's "tt.op"), as a Layer."""
-    name = op_name(call)
-    if not (name and name.startswith("call_tir:")):
+    kernel = call_tir_kernel(mod, call)
+    if kernel is None:
         return None
-    kernel = mod[call.args[0]]
     op = str(kernel.attrs["tt.op"]) if kernel.attrs is not None and "tt.op" in kernel.attrs else ""
     if op not in INT8_LAYER_OPS:
         return None
