@@ -596,6 +596,24 @@ def test_fast_training_step_equals_naive_on_host():
                                       np.asarray(value).view(np.uint8), err_msg=name)
 
 
+def assert_qemu_steps_equal_host(host_art, qemu_art, tmp_path, size: int, seed: int,
+                                 cflags=()) -> None:
+    """3 training steps of `host_art` on the host and of `qemu_art` on the Cortex-M7 (QEMU,
+    workdirs tmp_path/host and tmp_path/qemu) on the same random int8 samples: bit-identical
+    finite losses."""
+    from tinytvm.harness import Dataset, run_training
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (4, 1, 3, size, size)).astype(np.int8)
+    y = rng.integers(0, 10, 4).astype(np.int32)
+    train, evaluation = Dataset.int8(x[:3], y[:3]), Dataset.int8(x[3:], y[3:])
+    host = run_training(host_art, train, evaluation, 3, where="host", workdir=tmp_path / "host")
+    qemu = run_training(qemu_art, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu",
+                        cflags=cflags)
+    assert len(host.losses) == 3 and np.isfinite(host.losses).all()
+    np.testing.assert_array_equal(qemu.losses.view(np.uint32), host.losses.view(np.uint32))
+
+
 @pytest.mark.parametrize("inline", [True, False])
 def test_fast_training_step_in_qemu_equals_naive_host(tmp_path, inline):
     """The fast step on the Cortex-M7 (assembly paths) against the naive step on the host:
@@ -604,18 +622,9 @@ def test_fast_training_step_in_qemu_equals_naive_host(tmp_path, inline):
     ELF, else inlined into the layers' kernels."""
     from elftools.elf.elffile import ELFFile
 
-    from tinytvm.harness import Dataset, run_training
-
     naive, fast, kinds = _tiny_training_builds("mps2-an500")
-    rng = np.random.default_rng(9)
-    x = rng.integers(-128, 128, (4, 1, 3, 15, 15)).astype(np.int8)
-    y = rng.integers(0, 10, 4).astype(np.int32)
-    train, evaluation = Dataset.int8(x[:3], y[:3]), Dataset.int8(x[3:], y[3:])
-    host = run_training(naive, train, evaluation, 3, where="host", workdir=tmp_path / "host")
-    qemu = run_training(fast, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu",
-                        cflags=() if inline else ("-DTT_Q_INLINE_KERNELS=0",))
-    assert len(host.losses) == 3 and np.isfinite(host.losses).all()
-    np.testing.assert_array_equal(qemu.losses.view(np.uint32), host.losses.view(np.uint32))
+    assert_qemu_steps_equal_host(naive, fast, tmp_path, 15, 9,
+                                 () if inline else ("-DTT_Q_INLINE_KERNELS=0",))
     with open(tmp_path / "qemu" / "train.elf", "rb") as f:
         symbols = {sym.name.split(".")[0] for sym in ELFFile(f).get_section_by_name(".symtab")
                    .iter_symbols() if sym["st_info"]["type"] == "STT_FUNC"}
@@ -901,18 +910,9 @@ def test_fast_sparse_training_step_equals_default_on_host(rounding):
 def test_fast_sparse_training_step_in_qemu_equals_host(tmp_path):
     """The fast sparse step (stochastic rounding) on the Cortex-M7 against the default step on
     the host: bit-identical losses over 3 steps."""
-    from tinytvm.harness import Dataset, run_training
-
     naive, _ = _sparse_training_builds("host", "stochastic")
     _, fast = _sparse_training_builds("mps2-an500", "stochastic")
-    rng = np.random.default_rng(9)
-    x = rng.integers(-128, 128, (4, 1, 3, 15, 15)).astype(np.int8)
-    y = rng.integers(0, 10, 4).astype(np.int32)
-    train, evaluation = Dataset.int8(x[:3], y[:3]), Dataset.int8(x[3:], y[3:])
-    host = run_training(naive, train, evaluation, 3, where="host", workdir=tmp_path / "host")
-    qemu = run_training(fast, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu")
-    assert len(host.losses) == 3 and np.isfinite(host.losses).all()
-    np.testing.assert_array_equal(qemu.losses.view(np.uint32), host.losses.view(np.uint32))
+    assert_qemu_steps_equal_host(naive, fast, tmp_path, 15, 9)
 
 
 def test_fixed_point_kernels_are_not_swapped():

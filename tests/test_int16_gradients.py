@@ -20,7 +20,13 @@ from tinytvm.quant import qgrad16
 from tinytvm.quant.fast import fast_version
 from tinytvm.quant.qops import ConvGeometry
 
-from test_fast_kernels import _c_array, _call, _host_library, _run_on_m7
+from test_fast_kernels import (
+    _c_array,
+    _call,
+    _host_library,
+    _run_on_m7,
+    assert_qemu_steps_equal_host,
+)
 
 SHAPES = [  # (C, H, W, O): O and P = H W multiples of 4 or not, C multiple of 4 or not
     (12, 4, 4, 16), (5, 3, 3, 7), (16, 2, 2, 13), (9, 5, 3, 10), (3, 4, 1, 1), (64, 4, 4, 112),
@@ -259,15 +265,6 @@ def test_training_step_fast_equals_naive_on_host():
 
 
 def test_training_step_in_qemu_equals_host(tmp_path):
-    from tinytvm.harness import Dataset, run_training
-
     naive, _ = _builds("host", 8, _low_thresholds)
     _, fast = _builds("mps2-an500", 8, _low_thresholds)
-    rng = np.random.default_rng(14)
-    x = rng.integers(-128, 128, (4, 1, 3, 9, 9)).astype(np.int8)
-    y = rng.integers(0, 10, 4).astype(np.int32)
-    train, evaluation = Dataset.int8(x[:3], y[:3]), Dataset.int8(x[3:], y[3:])
-    host = run_training(naive, train, evaluation, 3, where="host", workdir=tmp_path / "host")
-    qemu = run_training(fast, train, evaluation, 3, where="qemu", workdir=tmp_path / "qemu")
-    assert len(host.losses) == 3 and np.isfinite(host.losses).all()
-    np.testing.assert_array_equal(qemu.losses.view(np.uint32), host.losses.view(np.uint32))
+    assert_qemu_steps_equal_host(naive, fast, tmp_path, 9, 14)
